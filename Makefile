@@ -1,0 +1,41 @@
+# Each target sets itself up from a fresh clone: it creates .venv when missing and installs
+# the pinned torch/torchvision and the project (editable, with dev extras).
+PY      := .venv/bin/python
+PIP     := $(PY) -m pip
+STAMP   := .venv/.msgf-installed
+SOURCES := $(wildcard csrc/*) CMakeLists.txt pyproject.toml threshold_search/pyproject.toml
+
+.PHONY: setup build demo test test-all bench clean
+
+setup: $(STAMP)
+
+$(PY):
+	python3 -m venv .venv
+	$(PIP) install --quiet --upgrade pip
+
+$(STAMP): $(PY) $(SOURCES)
+	$(PIP) install --quiet torch==2.14.1 torchvision==0.29.1
+	$(PIP) install --quiet "scikit-build-core>=0.10" "pybind11>=2.12" ninja setuptools wheel
+	$(PIP) install --quiet --no-build-isolation -e ./threshold_search
+	$(PIP) install --quiet --no-build-isolation -e ".[dev]"
+	touch $(STAMP)
+
+# Rebuild the C++/CUDA extension after editing csrc/.
+build: $(PY)
+	rm -f $(STAMP)
+	$(MAKE) setup
+
+demo: setup
+	$(PY) -m msgf demo
+
+test: setup
+	$(PY) -m pytest -q
+
+test-all: setup
+	$(PY) -m pytest -q -m "slow or not slow"
+
+bench: setup
+	$(PY) benchmarks/crop.py
+
+clean:
+	rm -rf build .venv *.egg-info

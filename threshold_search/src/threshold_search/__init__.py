@@ -1,0 +1,1 @@
+"""Budgeted early-exit threshold search (numpy + pygad, no torch)."""
