@@ -1,0 +1,5 @@
+import sys
+
+from msgf.cli import main
+
+sys.exit(main())
