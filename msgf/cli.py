@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-COMMAND_MODULES = [
+COMMAND_MODULES = [  # each defines register(subparsers); keep one per line
 ]
 
 

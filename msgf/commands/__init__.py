@@ -1,0 +1,1 @@
+"""`msgf` subcommands, one module each (see msgf/cli.py)."""
