@@ -62,19 +62,19 @@ PYBIND11_MODULE(_C, m) {
       "crop_resize_cuda",
       [](std::uintptr_t image, int src_type, std::array<int64_t, 4> shape, std::array<int64_t, 4> strides,
          std::uintptr_t boxes, std::uintptr_t jobs, int64_t num_boxes, int64_t max_out_pixels, std::uintptr_t scale,
-         std::uintptr_t shift, int out_type, bool antialias, std::uintptr_t stream) {
+         std::uintptr_t shift, int out_type, bool antialias, int device, std::uintptr_t stream) {
         const msgf::CropArgs args = make_args(image, src_type, shape, strides, boxes, jobs, num_boxes, max_out_pixels,
                                               scale, shift, out_type, antialias);
         std::string error;
         {
           py::gil_scoped_release release;
-          error = msgf::crop_resize_cuda(args, as_ptr<void>(stream));
+          error = msgf::crop_resize_cuda(args, device, as_ptr<void>(stream));
         }
         if (!error.empty()) throw std::runtime_error("msgf crop_resize CUDA launch failed: " + error);
       },
       py::arg("image"), py::arg("src_type"), py::arg("shape"), py::arg("strides"), py::arg("boxes"), py::arg("jobs"),
       py::arg("num_boxes"), py::arg("max_out_pixels"), py::arg("scale"), py::arg("shift"), py::arg("out_type"),
-      py::arg("antialias"), py::arg("stream"));
+      py::arg("antialias"), py::arg("device"), py::arg("stream"));
   m.attr("has_cuda") = true;
 #else
   m.attr("has_cuda") = false;

@@ -25,8 +25,9 @@ struct CropArgs {
 void crop_resize_cpu(const CropArgs& args, int num_threads, bool direct);
 
 #ifdef MSGF_WITH_CUDA
-// Returns an empty string on success, else the CUDA error text. `stream` is a cudaStream_t.
-const char* crop_resize_cuda(const CropArgs& args, void* stream);
+// Launches on `stream` (a cudaStream_t of `device`, PyTorch's current one). Returns an empty
+// string on success, else the CUDA error text.
+const char* crop_resize_cuda(const CropArgs& args, int device, void* stream);
 #endif
 
 }  // namespace msgf

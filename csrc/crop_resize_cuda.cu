@@ -25,8 +25,11 @@ __global__ void crop_resize_kernel(ImageView image, const float* boxes, const in
 
 }  // namespace
 
-const char* crop_resize_cuda(const CropArgs& a, void* stream_handle) {
+const char* crop_resize_cuda(const CropArgs& a, int device, void* stream_handle) {
   if (a.num_boxes == 0) return "";
+  // This module links its own CUDA runtime: make the stream's device current for it too.
+  cudaError_t err = cudaSetDevice(device);
+  if (err != cudaSuccess) return cudaGetErrorString(err);
   cudaStream_t stream = static_cast<cudaStream_t>(stream_handle);
   const int64_t blocks_x = (a.max_out_pixels + kThreads - 1) / kThreads;
   const dim3 grid(static_cast<unsigned>(blocks_x), static_cast<unsigned>(a.num_boxes < kMaxGridY ? a.num_boxes : kMaxGridY));
@@ -37,7 +40,7 @@ const char* crop_resize_cuda(const CropArgs& a, void* stream_handle) {
     crop_resize_kernel<float><<<grid, kThreads, 0, stream>>>(a.image, a.boxes, a.jobs, a.num_boxes, a.scale,
                                                              a.shift, a.out_type, a.antialias);
   }
-  const cudaError_t err = cudaGetLastError();
+  err = cudaGetLastError();
   return err == cudaSuccess ? "" : cudaGetErrorString(err);
 }
 
