@@ -1,3 +1,30 @@
 """msgf: Multi-Scale Glance-and-Focus Networks for cheap high-resolution recognition."""
 
 __version__ = "0.1.0"
+
+# Public names -> the module defining them. Imported on first use so that `import msgf`
+# (and the CLI's --help) stays cheap: torch and torchvision load only when needed.
+_LAZY = {
+    "build_model": "msgf.models.gfnet",
+    "GFNet": "msgf.models.gfnet",
+    "save_checkpoint": "msgf.checkpoint",
+    "load_checkpoint": "msgf.checkpoint",
+    "read_checkpoint": "msgf.checkpoint",
+    "CheckpointError": "msgf.checkpoint",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'msgf' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -1,0 +1,114 @@
+"""Exit thresholds eta[t, k] and the paper's Eq. 9 rule that reads them.
+
+At step t < T with confidence c a sample exits if c > max_k eta[t, k]; otherwise it continues
+with the patch size k whose threshold is the smallest one >= c (ties: the smaller k). Step T
+always exits. With one patch size (K = 1) this is the plain "exit if c > eta_t" rule.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+EXIT = -1  # `next_size_index` value of a sample that stops
+
+
+@dataclass(frozen=True, eq=False)  # eta is an array: compare to_dict() instead
+class Thresholds:
+    """eta (T-1, K) float64 plus where it came from: the budget it was searched for (MACs per
+    image), the accuracy and average MACs it achieved on the search data, the patch sizes."""
+
+    eta: np.ndarray
+    budget: float | None = None
+    accuracy: float | None = None
+    macs: float | None = None
+    sizes: tuple[int, ...] | None = None
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        eta = np.array(self.eta, dtype=np.float64)
+        if eta.ndim != 2 or eta.shape[0] < 1 or eta.shape[1] < 1:
+            raise ValueError(f"eta must have shape (T-1, K) with T >= 2 and K >= 1, got {eta.shape}")
+        if not np.isfinite(eta).all():
+            raise ValueError("eta must be finite")
+        eta.setflags(write=False)
+        object.__setattr__(self, "eta", eta)
+        for name in ("budget", "accuracy", "macs"):
+            value = getattr(self, name)
+            if value is not None:
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                    raise ValueError(f"{name} must be a finite number or None, got {value!r}")
+                object.__setattr__(self, name, float(value))
+        if self.sizes is not None:
+            sizes = tuple(int(s) for s in self.sizes)
+            if len(sizes) != eta.shape[1]:
+                raise ValueError(f"sizes must have one entry per column of eta ({eta.shape[1]}), got {sizes}")
+            object.__setattr__(self, "sizes", sizes)
+        if not isinstance(self.meta, dict):
+            raise TypeError(f"meta must be a dict, got {type(self.meta).__name__}")
+        json.dumps(self.meta)  # metadata must survive the JSON round trip
+
+    @property
+    def T(self) -> int:
+        return self.eta.shape[0] + 1
+
+    @property
+    def num_sizes(self) -> int:
+        return self.eta.shape[1]
+
+    def next_size_index(self, step: int, confidence) -> torch.Tensor:
+        """Eq. 9 at step `step` (1-based): (B,) index of the next patch size, or EXIT."""
+        if not isinstance(step, int) or not 1 <= step <= self.T:
+            raise ValueError(f"step must be in 1..{self.T}, got {step!r}")
+        conf = torch.as_tensor(confidence).to(torch.float64)
+        if step == self.T:
+            return torch.full(conf.shape, EXIT, dtype=torch.int64, device=conf.device)
+        eta = torch.tensor(self.eta[step - 1], device=conf.device)
+        reachable = eta[None, :] >= conf[:, None]
+        # argmin returns the first minimum, which gives ties to the smaller k.
+        choice = torch.where(reachable, eta[None, :], torch.inf).argmin(dim=1)
+        return torch.where(reachable.any(dim=1), choice, EXIT)
+
+    def to_dict(self) -> dict:
+        return {"eta": self.eta.tolist(), "budget": self.budget, "accuracy": self.accuracy, "macs": self.macs,
+                "sizes": list(self.sizes) if self.sizes is not None else None, "meta": dict(self.meta)}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "Thresholds":
+        if not isinstance(values, dict) or "eta" not in values:
+            raise ValueError("thresholds must be a mapping with an 'eta' entry")
+        unknown = sorted(set(values) - {"eta", "budget", "accuracy", "macs", "sizes", "meta"})
+        if unknown:
+            raise ValueError(f"unknown thresholds keys {unknown}")
+        return cls(**{k: v for k, v in values.items() if not (k == "meta" and v is None)})
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Thresholds":
+        try:
+            values = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"thresholds JSON is malformed: {err}") from None
+        return cls.from_dict(values)
+
+    def check_fits(self, T: int, patch_sizes) -> None:
+        """Raise ValueError unless these thresholds fit a model with T steps and `patch_sizes`."""
+        if self.eta.shape != (T - 1, len(patch_sizes)):
+            raise ValueError(f"thresholds eta has shape {self.eta.shape}, the model needs ({T - 1}, {len(patch_sizes)})")
+        if self.sizes is not None and tuple(self.sizes) != tuple(patch_sizes):
+            raise ValueError(f"thresholds were searched for sizes {self.sizes}, the model has {tuple(patch_sizes)}")
+
+
+def for_budget(candidates: list[Thresholds], budget: float) -> Thresholds:
+    """The thresholds searched for `budget` (relative tolerance 1e-6) among `candidates`."""
+    for thresholds in candidates:
+        if thresholds.budget is not None and math.isclose(thresholds.budget, budget, rel_tol=1e-6):
+            return thresholds
+    known = sorted(t.budget for t in candidates if t.budget is not None)
+    raise ValueError(f"no thresholds for budget {budget:.4g} MACs (have {[f'{b:.4g}' for b in known]}); "
+                     f"run `msgf search-thresholds --budget ...` on this checkpoint first")

@@ -1,0 +1,65 @@
+"""Everything needed to rebuild a GFNet, as plain values (the checkpoint stores `to_dict()`)."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class GFConfig:
+    backbone: str
+    num_classes: int
+    glance_size: int
+    patch_sizes: tuple[int, ...]  # candidate focus sizes, ascending and distinct
+    T: int  # steps including the glance
+    classifier: str  # "gru" or "fc" (cascade of linear heads over concatenated features)
+    classifier_hidden: int = 1024  # GRU hidden size (unused by "fc")
+    policy_channels: int = 32  # output channels of the policy's 1x1 conv
+    policy_hidden: int = 256  # hidden size of the policy's GRU
+    location_std: float = 0.1  # std of the Gaussian the policy samples from in training
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+    class_names: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        _require(isinstance(self.backbone, str) and self.backbone, "backbone", "a torchvision model name")
+        for name in ("num_classes", "glance_size", "T", "classifier_hidden", "policy_channels", "policy_hidden"):
+            value = getattr(self, name)
+            _require(isinstance(value, int) and not isinstance(value, bool) and value >= 1, name, "a positive int")
+        _require(self.num_classes >= 2, "num_classes", "at least 2")
+        sizes = tuple(self.patch_sizes)
+        _require(len(sizes) >= 1 and all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in sizes),
+                 "patch_sizes", "a non-empty sequence of positive ints")
+        _require(list(sizes) == sorted(set(sizes)), "patch_sizes", "ascending and distinct")
+        _require(self.classifier in ("gru", "fc"), "classifier", '"gru" or "fc"')
+        _require(isinstance(self.location_std, float) and self.location_std > 0, "location_std", "a positive float")
+        _require(len(self.mean) == len(self.std) and all(s > 0 for s in self.std), "std",
+                 "positive and as long as mean")
+        _require(not self.class_names or len(self.class_names) == self.num_classes, "class_names",
+                 f"empty or {self.num_classes} names")
+        object.__setattr__(self, "patch_sizes", sizes)
+        for name in ("mean", "std", "class_names"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+
+    @property
+    def num_sizes(self) -> int:
+        return len(self.patch_sizes)
+
+    def to_dict(self) -> dict:
+        """Plain dict (lists instead of tuples): JSON- and weights_only-safe."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "GFConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown model config keys {unknown}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+def _require(ok: bool, name: str, what: str) -> None:
+    if not ok:
+        raise ValueError(f"{name} must be {what}")
