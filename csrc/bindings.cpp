@@ -80,6 +80,7 @@ PYBIND11_MODULE(_C, m) {
   m.attr("has_cuda") = false;
 #endif
 
+  m.attr("cpu_isa") = msgf::cpu_kernel_isa();
 #ifdef MSGF_WITH_OPENMP
   m.attr("has_openmp") = true;
 #else

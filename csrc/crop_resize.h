@@ -24,6 +24,9 @@ struct CropArgs {
 // loops (tests use it to check the device arithmetic on the host).
 void crop_resize_cpu(const CropArgs& args, int num_threads, bool direct);
 
+// The instruction set of the CPU kernel build that crop_resize_cpu runs here.
+const char* cpu_kernel_isa();
+
 #ifdef MSGF_WITH_CUDA
 // Launches on `stream` (a cudaStream_t of `device`, PyTorch's current one). Returns an empty
 // string on success, else the CUDA error text.

@@ -191,26 +191,23 @@ MSGF_HD uint16_t to_bfloat16_bits(float f) {
   return static_cast<uint16_t>(u >> 16);
 }
 
-// float -> IEEE half, round to nearest even (overflow to inf, subnormals exact).
+// float -> IEEE half, round to nearest even (overflow to inf, subnormals exact). All three
+// cases are computed and one is selected with masks, not branches, so CPU loops vectorise.
 MSGF_HD uint16_t to_float16_bits(float f) {
-  uint32_t u = float_bits(f);
-  const uint32_t sign = u & 0x80000000u;
-  u ^= sign;
-  uint32_t h;
-  if (u >= 0x47800000u) {             // |f| >= 65536 (or inf/NaN): inf, NaN stays NaN
-    h = (u > 0x7f800000u) ? 0x7e00u : 0x7c00u;
-  } else if (u < 0x38800000u) {       // below the smallest normal half, 2^-14
-    // Adding 0.5 aligns the half's subnormal bits at the bottom of the float's mantissa;
-    // the float add itself does the round-to-nearest-even.
-    const float magic = bits_float(0x3f000000u);
-    h = float_bits(bits_float(u) + magic) - 0x3f000000u;
-  } else {
-    const uint32_t mantissa_odd = (u >> 13) & 1u;
-    u += (static_cast<uint32_t>(15 - 127) << 23) + 0xfffu;  // rebias exponent, round half down
-    u += mantissa_odd;                                        // ...ties go to even
-    h = u >> 13;
-  }
-  return static_cast<uint16_t>(h | (sign >> 16));
+  const uint32_t bits = float_bits(f);
+  const uint32_t sign = (bits >> 16) & 0x8000u;
+  const uint32_t u = bits & 0x7fffffffu;
+  // |f| >= 65520 rounds to inf (the normal case below carries into the exponent); NaN stays NaN.
+  const uint32_t special = 0x7c00u | (static_cast<uint32_t>(u > 0x7f800000u) << 9);
+  // Below 2^-14 the half is subnormal: adding 0.5 aligns its bits at the bottom of the float's
+  // mantissa, and the float add does the rounding to nearest even.
+  const uint32_t subnormal = float_bits(bits_float(u) + 0.5f) - 0x3f000000u;
+  // Normal: rebias the exponent (15 - 127) and round half to even on the dropped 13 bits.
+  const uint32_t normal = (u + 0xc8000fffu + ((u >> 13) & 1u)) >> 13;
+  const uint32_t is_special = 0u - static_cast<uint32_t>(u >= 0x47800000u);
+  const uint32_t is_subnormal = 0u - static_cast<uint32_t>(u < 0x38800000u);
+  const uint32_t h = (special & is_special) | (subnormal & is_subnormal) | (normal & ~(is_special | is_subnormal));
+  return static_cast<uint16_t>(h | sign);
 }
 
 MSGF_HD void store_value(void* out, int64_t index, float v, int out_type) {

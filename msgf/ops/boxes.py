@@ -20,7 +20,10 @@ def focus_boxes(locs: Tensor, sizes, image_hw, batch_index: Tensor | None = None
         raise TypeError(f"locs must be a floating-point tensor (B, 2), got {getattr(locs, 'dtype', type(locs))}")
     if locs.dim() != 2 or locs.shape[1] != 2:
         raise ValueError(f"locs must have shape (B, 2) as (row, col), got {tuple(locs.shape)}")
-    if not torch.isfinite(locs).all() or (locs < 0).any() or (locs > 1).any():
+    # Value checks read tensor data: skipped while torch.compile traces (the crop op itself
+    # still validates the boxes it receives, at run time).
+    checking_values = not torch.compiler.is_compiling()
+    if checking_values and (not torch.isfinite(locs).all() or (locs < 0).any() or (locs > 1).any()):
         raise ValueError("locs must lie in [0, 1]")
     height, width = (int(v) for v in image_hw)
     num = locs.shape[0]
@@ -32,7 +35,7 @@ def focus_boxes(locs: Tensor, sizes, image_hw, batch_index: Tensor | None = None
     side = side.to(torch.float64).expand(num) if side.dim() == 0 else side.to(torch.float64)
     if side.shape != (num,):
         raise ValueError(f"sizes must be an int or have shape ({num},), got {tuple(side.shape)}")
-    if num and (side.min() < 1 or side.max() > min(height, width)):
+    if checking_values and num and (side.min() < 1 or side.max() > min(height, width)):
         raise ValueError(f"sizes must lie in [1, min(H, W) = {min(height, width)}], got {side.unique().tolist()}")
     if batch_index is None:
         batch = torch.arange(num, device=locs.device, dtype=torch.float64)

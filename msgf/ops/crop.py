@@ -78,7 +78,7 @@ def _normalise_sizes(out_sizes, num_boxes: int) -> tuple[list[int], list[int]]:
             if out_sizes.is_floating_point() or out_sizes.is_complex() or out_sizes.dtype == torch.bool:
                 raise TypeError(f"out_sizes must hold integers, got dtype {out_sizes.dtype}")
             out_sizes = out_sizes.tolist()
-        elif not isinstance(out_sizes, Sequence):
+        elif isinstance(out_sizes, str) or not isinstance(out_sizes, Sequence):
             raise TypeError(f"out_sizes must be an int, a sequence or a tensor of ints, got {type(out_sizes).__name__}")
         if len(out_sizes) != num_boxes:
             raise ValueError(f"out_sizes must have one entry per box ({num_boxes}), got {len(out_sizes)}")
@@ -200,6 +200,15 @@ def _crop_resize_op(images: Tensor, boxes: Tensor, out_heights: list[int], out_w
         raise TypeError(f"out_dtype must be float32, float16 or bfloat16, got {out_dtype}")
     if images.is_cuda and not _C.has_cuda:
         return _reference_grouped(images, boxes, heights, widths, mean, std, antialias, out_dtype)
+    return _launch_kernel(images, boxes, heights, widths, mean, std, antialias, out_dtype)
+
+
+def _launch_kernel(images: Tensor, boxes: Tensor, heights: list[int], widths: list[int], mean: list[float],
+                   std: list[float], antialias: bool, out_dtype: torch.dtype, direct: bool = False) -> list[Tensor]:
+    """Run the compiled kernel on validated arguments (``boxes`` contiguous float32).
+
+    ``direct`` makes the CPU kernel use the per-pixel formulas of the CUDA kernel (tests).
+    """
     outputs, jobs = _output_buffers(images, heights, widths, out_dtype)
     if not outputs:
         return outputs
@@ -215,13 +224,13 @@ def _crop_resize_op(images: Tensor, boxes: Tensor, out_heights: list[int], out_w
         _C.crop_resize_cuda(image=images.data_ptr(), boxes=boxes.data_ptr(), jobs=jobs.data_ptr(),
                             scale=scale.data_ptr(), shift=shift.data_ptr(), device=device.index or 0,
                             stream=stream.cuda_stream, **common)
-        # Host-side buffers of this call must outlive the asynchronous kernel.
+        # Buffers made for this call must outlive the asynchronous kernel.
         for t in (jobs, scale, shift, boxes):
             t.record_stream(stream)
     else:
         _C.crop_resize_cpu(image=images.data_ptr(), boxes=boxes.data_ptr(), jobs=jobs.data_ptr(),
                            scale=scale.data_ptr(), shift=shift.data_ptr(), num_threads=torch.get_num_threads(),
-                           **common)
+                           direct=direct, **common)
     return outputs
 
 
