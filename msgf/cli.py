@@ -11,6 +11,7 @@ import importlib
 import sys
 
 COMMAND_MODULES = [  # each defines register(subparsers); keep one per line
+    "msgf.commands.search_thresholds",
 ]
 
 

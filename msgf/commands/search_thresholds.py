@@ -1,0 +1,142 @@
+"""`msgf search-thresholds`: exit thresholds per compute budget, from exported trajectories.
+
+The search itself is the standalone `threshold_search` package; this module only gets the
+trajectories, runs the method asked for and the geometric baseline, and reports them. Getting
+trajectories is one function per source (`trajectories_from_files` today), so exporting them
+from a checkpoint is one more such function and one more option in the `source` group.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from threshold_search import (CRITERIA, METHODS, Front, Trajectories, format_macs, parse_budget,
+                              plot_fronts, search)
+
+
+def _budget(text: str) -> float:
+    try:
+        return parse_budget(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _static_point(text: str) -> tuple[str, float, float]:
+    label, _, numbers = text.rpartition("=")
+    macs, _, accuracy = numbers.partition(",")
+    try:
+        point = (label, parse_budget(macs), float(accuracy))
+    except ValueError:
+        point = None
+    if not label or point is None or not 0.0 <= point[2] <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected LABEL=MACS,ACCURACY like 'ResNet-50 224px=4.1G,0.76', got {text!r}")
+    return point
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "search-thresholds",
+        help="choose exit thresholds for compute budgets (GA, geometric or exhaustive)",
+        description="Search the exit thresholds that maximise validation accuracy within each "
+                    "average-MACs budget, report them on a test split beside the geometric "
+                    "(MSDNet) baseline, and write them as JSON.")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--trajectories", metavar="VAL.npz", type=Path,
+                        help="validation trajectories exported by msgf (see threshold_search/README.md)")
+    parser.add_argument("--budget", action="append", required=True, type=_budget, metavar="MACS",
+                        help="average MACs per image, e.g. 1.5G, 800M; repeat for a sweep")
+    parser.add_argument("--test", metavar="TEST.npz", type=Path,
+                        help="test trajectories to report the thresholds on (never searched)")
+    parser.add_argument("--method", choices=METHODS, default="ga", help="search method (default: ga)")
+    parser.add_argument("--criterion", choices=CRITERIA, default="confidence",
+                        help="exit criterion (default: confidence)")
+    parser.add_argument("--plot", metavar="PNG", type=Path,
+                        help="draw accuracy vs MACs: the search, geometric per fixed size, static points")
+    parser.add_argument("--static", action="append", default=[], type=_static_point,
+                        metavar="LABEL=MACS,ACC", help="a static backbone point for --plot; repeatable")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--out", metavar="JSON", type=Path, help="write thresholds and scores as JSON")
+    parser.set_defaults(func=run)
+
+
+def trajectories_from_files(args) -> tuple[Trajectories, Trajectories | None]:
+    """(validation, test or None) read from --trajectories / --test."""
+    validation = Trajectories.load(args.trajectories)
+    test = Trajectories.load(args.test) if args.test is not None else None
+    if test is not None and (test.T != validation.T or test.sizes.tolist() != validation.sizes.tolist()):
+        raise ValueError(f"{args.test}: T={test.T}, sizes={test.sizes.tolist()} differ from the "
+                         f"validation trajectories (T={validation.T}, sizes={validation.sizes.tolist()})")
+    return validation, test
+
+
+def run(args) -> int:
+    try:
+        validation, test = trajectories_from_files(args)
+        searched = search(validation, budgets=args.budget, method=args.method,
+                          criterion=args.criterion, seed=args.seed)
+        geometric = (searched if args.method == "geometric" else
+                     search(validation, budgets=args.budget, method="geometric",
+                            criterion=args.criterion, seed=args.seed))
+    except (ValueError, FileNotFoundError) as error:
+        print(f"msgf search-thresholds: error: {error}", file=sys.stderr)
+        return 2
+    report = _report(args, searched, geometric, test)
+    print(_table(report))
+    if args.out is not None:
+        _write_json(args.out, report)
+    if args.plot is not None:
+        plot_fronts(args.plot, None if args.method == "geometric" else searched, geometric,
+                    {label: (macs, accuracy) for label, macs, accuracy in args.static},
+                    label=f"MS-GFNet ({args.method} thresholds)")
+    return 0
+
+
+def _scores(result, test) -> dict:
+    scores = dict(validation=dict(accuracy=result.accuracy, macs=result.macs), test=None)
+    if test is not None:
+        accuracy, macs = result.evaluate_on(test)
+        scores["test"] = dict(accuracy=accuracy, macs=macs)
+    return scores
+
+
+def _report(args, searched: Front, geometric: Front, test) -> dict:
+    rows = []
+    for result, baseline in zip(searched.results, geometric.results):
+        rows.append(dict(**result.to_dict(), **_scores(result, test),
+                         geometric=dict(**baseline.to_dict(), **_scores(baseline, test))))
+    return dict(trajectories=str(args.trajectories), test=None if args.test is None else str(args.test),
+                method=args.method, criterion=args.criterion, seed=args.seed, results=rows)
+
+
+def _table(report: dict) -> str:
+    def pair(scores):
+        if scores is None:
+            return f"{'-':>8} {'-':>8}"
+        return f"{100 * scores['accuracy']:7.2f}% {format_macs(scores['macs']):>8}"
+
+    header = (f"{'budget':>8} | {'val acc':>8} {'val MACs':>8} | {'test acc':>8} {'test MACs':>8} || "
+              f"geometric: {'val acc':>8} {'val MACs':>8} | {'test acc':>8} {'test MACs':>8} {'size':>5}")
+    lines = [f"method={report['method']} criterion={report['criterion']} seed={report['seed']}",
+             header, "-" * len(header)]
+    for row in report["results"]:
+        base = row["geometric"]
+        lines.append(f"{format_macs(row['budget']):>8} | {pair(row['validation'])} | {pair(row['test'])} || "
+                     f"{'':>10} {pair(base['validation'])} | {pair(base['test'])} {base['details']['size']:>5}")
+    return "\n".join(lines)
+
+
+def _write_json(path: Path, report: dict) -> None:
+    # Atomic, like every artefact we write: a reader never sees half a file.
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w") as file:
+            json.dump(report, file, indent=2, allow_nan=False)
+            file.write("\n")
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
