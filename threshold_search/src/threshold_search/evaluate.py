@@ -86,7 +86,7 @@ class Evaluator:
     def evaluate(self, eta) -> tuple[float, float]:
         """(accuracy, mean MACs per sample) of one (T-1, K) threshold set."""
         array = np.asarray(eta)
-        if array.ndim != 2:
+        if array.shape != self.eta_shape:
             raise ValueError(f"eta: expected shape (T-1, K) = {self.eta_shape}, got {array.shape}")
         accuracy, macs = self.evaluate_many(check_etas(array[None], self.eta_shape, "eta"))
         return float(accuracy[0]), float(macs[0])
@@ -94,7 +94,9 @@ class Evaluator:
     def evaluate_many(self, etas) -> tuple[np.ndarray, np.ndarray]:
         """(accuracy (P,), mean MACs (P,)) of a (P, T-1, K) population of threshold sets."""
         n_correct, exits = self.exit_counts(etas)
-        return n_correct / self.N, exits @ self.macs / self.N
+        # A row-wise sum, not `exits @ macs`: BLAS may sum a batch in a different order than a
+        # single row, and one set must cost exactly the same alone or in a population.
+        return n_correct / self.N, (exits * self.macs).sum(axis=1) / self.N
 
     def exit_counts(self, etas) -> tuple[np.ndarray, np.ndarray]:
         """(correct count (P,), samples exiting at each node (P, M)) for a population."""

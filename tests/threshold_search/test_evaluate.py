@@ -1,0 +1,94 @@
+"""evaluate / evaluate_many against the per-sample loop of Eq. 9."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from threshold_search import Evaluator, evaluate, evaluate_many, make_trajectories
+
+
+def _thresholds(rng, traj, P, levels=8):
+    # Thresholds from the confidences' own values (ties), plus both infinities and in-between values.
+    values = np.r_[np.arange(0, levels + 1) / levels, -np.inf, np.inf, 0.3, 0.71]
+    return rng.choice(values, size=(P, *traj.eta_shape))
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), T=st.integers(1, 5), K=st.integers(1, 3), n=st.integers(1, 40))
+def test_evaluate_matches_the_loop_on_random_trajectories(seed, T, K, n, oracle, make_random):
+    rng = np.random.default_rng(seed)
+    traj = make_random(rng, n, T, K)
+    for eta in _thresholds(rng, traj, 3):
+        accuracy, macs = evaluate(traj, eta)
+        expected_accuracy, expected_macs = oracle(traj, eta)
+        assert accuracy == pytest.approx(expected_accuracy, abs=1e-12)
+        assert macs == pytest.approx(expected_macs, rel=1e-12)
+
+
+@pytest.mark.parametrize("T,K", [(2, 3), (3, 2), (4, 3), (5, 2)])
+def test_evaluate_matches_the_loop_on_realistic_trajectories(T, K, oracle):
+    traj = make_trajectories(300, T, [96, 128, 160][:K], seed=T * 10 + K)
+    rng = np.random.default_rng(0)
+    pool = np.sort(traj.conf.ravel())
+    for eta in pool[rng.integers(0, pool.size, (6, *traj.eta_shape))]:
+        assert evaluate(traj, eta) == pytest.approx(oracle(traj, eta), rel=1e-12)
+
+
+def test_evaluate_many_equals_repeated_evaluate(make_random):
+    rng = np.random.default_rng(7)
+    for T, K in [(2, 2), (3, 3), (4, 2)]:
+        traj = make_random(rng, 120, T, K)
+        etas = _thresholds(rng, traj, 50)
+        accuracy, macs = evaluate_many(traj, etas)
+        one_by_one = np.array([evaluate(traj, eta) for eta in etas])
+        np.testing.assert_array_equal(accuracy, one_by_one[:, 0])
+        np.testing.assert_array_equal(macs, one_by_one[:, 1])
+
+
+def test_thresholds_are_compared_as_real_numbers_not_float32():
+    # 0.5 - 1e-12 rounds to 0.5 in float32; c = 0.5 must still count as above it and exit.
+    traj = make_trajectories(50, 2, [96], seed=0)
+    conf = traj.conf.copy()
+    conf[:, 0] = 0.5
+    traj = type(traj)(sizes=traj.sizes, T=2, labels=traj.labels, conf=conf, correct=traj.correct,
+                      pred=traj.pred, macs=traj.macs)
+    _, macs_below = evaluate(traj, [[0.5 - 1e-12]])
+    _, macs_equal = evaluate(traj, [[0.5]])
+    assert macs_below == pytest.approx(traj.macs[0])  # everyone exits at the glance
+    assert macs_equal == pytest.approx(traj.macs[1])  # nobody does: exit needs c > eta
+
+
+def test_entropy_and_random_criteria_use_their_scores(oracle, make_random):
+    rng = np.random.default_rng(3)
+    traj = make_random(rng, 80, 3, 2)
+    eta = np.array([[-0.9, -0.5], [-1.2, -0.2]])
+    assert evaluate(traj, eta, criterion="entropy") == pytest.approx(oracle(traj, eta, -traj.entropy))
+    random_scores = np.random.default_rng(11).random(traj.conf.shape, dtype=np.float32)
+    eta = np.array([[0.3, 0.6], [0.5, 0.2]])
+    assert evaluate(traj, eta, criterion="random", seed=11) == pytest.approx(oracle(traj, eta, random_scores))
+
+
+def test_bad_thresholds_raise_clear_errors():
+    traj = make_trajectories(20, 3, [96, 128], seed=0)
+    with pytest.raises(ValueError, match=r"eta: expected shape \(T-1, K\) = \(2, 2\)"):
+        evaluate(traj, np.zeros((3, 2)))
+    with pytest.raises(ValueError, match="eta"):
+        evaluate(traj, np.zeros(4))
+    with pytest.raises(ValueError, match=r"etas: expected shape \(P, T-1, K\)"):
+        evaluate_many(traj, np.zeros((5, 2, 3)))
+    with pytest.raises(ValueError, match="NaN"):
+        evaluate(traj, [[0.5, np.nan], [0.1, 0.2]])
+    with pytest.raises(TypeError, match="numeric"):
+        evaluate(traj, [["a", "b"], ["c", "d"]])
+    with pytest.raises(TypeError, match="traj"):
+        evaluate(traj.conf, np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="criterion"):
+        evaluate(traj, np.zeros((2, 2)), criterion="margin")
+
+
+def test_entropy_criterion_needs_the_entropy_field():
+    traj = make_trajectories(20, 2, [96], seed=0, with_entropy=False)
+    with pytest.raises(ValueError, match="entropy"):
+        Evaluator(traj, criterion="entropy")
