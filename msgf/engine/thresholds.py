@@ -32,8 +32,8 @@ class Thresholds:
         eta = np.array(self.eta, dtype=np.float64)
         if eta.ndim != 2 or eta.shape[0] < 1 or eta.shape[1] < 1:
             raise ValueError(f"eta must have shape (T-1, K) with T >= 2 and K >= 1, got {eta.shape}")
-        if not np.isfinite(eta).all():
-            raise ValueError("eta must be finite")
+        if np.isnan(eta).any():
+            raise ValueError("eta must not be NaN (use inf / -inf for never / always exit)")
         eta.setflags(write=False)
         object.__setattr__(self, "eta", eta)
         for name in ("budget", "accuracy", "macs"):
@@ -63,14 +63,17 @@ class Thresholds:
         """Eq. 9 at step `step` (1-based): (B,) index of the next patch size, or EXIT."""
         if not isinstance(step, int) or not 1 <= step <= self.T:
             raise ValueError(f"step must be in 1..{self.T}, got {step!r}")
+        # float64 holds every float32 confidence exactly: the rule is evaluated on real numbers,
+        # as threshold_search does.
         conf = torch.as_tensor(confidence).to(torch.float64)
         if step == self.T:
             return torch.full(conf.shape, EXIT, dtype=torch.int64, device=conf.device)
         eta = torch.tensor(self.eta[step - 1], device=conf.device)
-        reachable = eta[None, :] >= conf[:, None]
-        # argmin returns the first minimum, which gives ties to the smaller k.
-        choice = torch.where(reachable, eta[None, :], torch.inf).argmin(dim=1)
-        return torch.where(reachable.any(dim=1), choice, EXIT)
+        # With the row sorted stably (ties keep the smaller k first), the number of thresholds
+        # below c is the position of the smallest one >= c; all K below means exit.
+        order = torch.argsort(eta, stable=True)
+        below = (conf[:, None] > eta[order][None, :]).sum(dim=1)
+        return torch.where(below == len(eta), EXIT, order[below.clamp(max=len(eta) - 1)])
 
     def to_dict(self) -> dict:
         return {"eta": self.eta.tolist(), "budget": self.budget, "accuracy": self.accuracy, "macs": self.macs,

@@ -112,7 +112,7 @@ def _append_nodes(writer: NpzStreamWriter, logits: torch.Tensor, labels: np.ndar
     writer.append("correct", pred_np == labels[:, None])
     if entropy:
         # Each term -p log p is >= 0; the clamp only removes float round-off below zero.
-        ent = -(log_probs.exp() * log_probs).sum(dim=-1).clamp_min(0.0)
+        ent = (-(log_probs.exp() * log_probs).sum(dim=-1)).clamp_min(0.0)
         writer.append("entropy", ent.cpu().numpy().astype(np.float32))
 
 

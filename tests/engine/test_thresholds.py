@@ -1,0 +1,79 @@
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from msgf.engine import EXIT, Thresholds, for_budget
+
+
+def eq9_one_sample(eta_row: list[float], c: float):
+    """Paper Eq. 9 for one sample, as a plain loop: exit, or the smallest threshold >= c."""
+    if c > max(eta_row):
+        return EXIT
+    best = None
+    for k, value in enumerate(eta_row):
+        if value >= c and (best is None or value < eta_row[best]):
+            best = k
+    return best
+
+
+# Coarse values make ties and equalities common; infinities mean "never" / "always" exit.
+grid = st.sampled_from([0.0, 0.25, 0.5, 0.75, 1.0])
+etas = st.one_of(grid, st.sampled_from([np.inf, -np.inf]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(eta=st.lists(st.lists(etas, min_size=3, max_size=3), min_size=2, max_size=2),
+       conf=st.lists(st.one_of(grid, st.floats(0, 1, width=32)), min_size=1, max_size=20))
+def test_next_size_follows_eq9(eta, conf):
+    th = Thresholds(eta)
+    c = torch.tensor(conf, dtype=torch.float32)
+    for step in (1, 2):
+        expected = [eq9_one_sample(eta[step - 1], float(v)) for v in c]
+        assert th.next_size_index(step, c).tolist() == expected
+    assert th.next_size_index(3, c).tolist() == [EXIT] * len(conf)  # the last step always exits
+
+
+def test_single_size_is_plain_exit_rule():
+    th = Thresholds([[0.625], [0.8]])
+    assert th.next_size_index(1, torch.tensor([0.5, 0.625, 0.75])).tolist() == [0, 0, EXIT]
+    # float32 0.6 is slightly above the real 0.6: compared exactly, it exits.
+    assert Thresholds([[0.6]]).next_size_index(1, torch.tensor([0.6], dtype=torch.float32)).tolist() == [EXIT]
+    never, always = Thresholds([[np.inf]]), Thresholds([[-np.inf]])
+    assert never.next_size_index(1, torch.tensor([1.0])).tolist() == [0]
+    assert always.next_size_index(1, torch.tensor([0.0])).tolist() == [EXIT]
+
+
+def test_json_round_trip():
+    th = Thresholds(np.array([[0.1, np.inf], [0.3, 0.2]]), budget=1.5e9, accuracy=0.91, macs=1.49e9,
+                    sizes=(96, 128), meta={"method": "ga"})
+    back = Thresholds.from_json(th.to_json())
+    assert back.to_dict() == th.to_dict()
+    assert back.T == 3 and back.num_sizes == 2
+
+
+def test_bad_thresholds():
+    with pytest.raises(ValueError, match="eta"):
+        Thresholds([0.5, 0.5])
+    with pytest.raises(ValueError, match="NaN"):
+        Thresholds([[float("nan")]])
+    with pytest.raises(ValueError, match="sizes"):
+        Thresholds([[0.5, 0.5]], sizes=(96,))
+    with pytest.raises(ValueError, match="budget"):
+        Thresholds([[0.5]], budget="1G")
+    with pytest.raises(ValueError, match="malformed"):
+        Thresholds.from_json("{eta")
+    with pytest.raises(ValueError, match="unknown"):
+        Thresholds.from_dict({"eta": [[0.5]], "bugdet": 1.0})
+    with pytest.raises(ValueError, match="step"):
+        Thresholds([[0.5]]).next_size_index(3, torch.tensor([0.5]))
+    with pytest.raises(ValueError, match="model needs"):
+        Thresholds([[0.5]]).check_fits(3, (96,))
+
+
+def test_for_budget_finds_the_match_or_says_what_to_run():
+    a, b = Thresholds([[0.5]], budget=1e9), Thresholds([[0.7]], budget=2e9)
+    assert for_budget([a, b], 2.0e9) is b
+    with pytest.raises(ValueError, match="search-thresholds"):
+        for_budget([a, b], 1.5e9)
