@@ -7,7 +7,8 @@ image to 96x96 with antialiasing. Reported side by side from one run, medians of
 - focus: ours / a per-sample PyTorch loop (slice, permute, float, normalise) / roi_align on a
   float tensor converted beforehand (conversion not timed) / memcpy of the same bytes;
 - glance: ours (uint8 in, normalised float out) / F.interpolate(antialias=True) on the same
-  uint8 (no normalisation) / on float / memcpy of the same bytes.
+  uint8 (no normalisation) / the same plus conversion and normalisation / memcpy of the
+  same bytes.
 
     python benchmarks/crop.py                    # CPU, N=64
     python benchmarks/crop.py --device cuda      # GPU, N=256, GB/s against the device
@@ -62,7 +63,7 @@ def memcpy_seconds(total_bytes: int, repeats: int, device: torch.device) -> floa
     half = max(total_bytes // 2, 1)
     copies = max(2, (256 << 20) // half + 1)
     pairs = [(torch.empty(half, dtype=torch.uint8, device=device).fill_(1),
-              torch.empty(half, dtype=torch.uint8, device=device)) for _ in range(copies)]
+              torch.zeros(half, dtype=torch.uint8, device=device)) for _ in range(copies)]
     state = {"i": 0}
 
     def one():
@@ -126,8 +127,13 @@ def run(args) -> dict:
     glance_repeats = max(3, args.repeats // 3)
     rows["glance/ours (uint8, normalised)"] = median_seconds(lambda: glance(images, args.glance, MEAN, STD),
                                                              glance_repeats, device)
+    size = (args.glance, args.glance)
     rows["glance/F.interpolate uint8"] = median_seconds(
-        lambda: F.interpolate(nchw_u8, (args.glance, args.glance), mode="bilinear", antialias=True), glance_repeats, device)
+        lambda: F.interpolate(nchw_u8, size, mode="bilinear", antialias=True), glance_repeats, device)
+    # The same output as ours by stock PyTorch: uint8 resize, then convert and normalise.
+    rows["glance/F.interpolate uint8 + normalise"] = median_seconds(
+        lambda: F.interpolate(nchw_u8, size, mode="bilinear", antialias=True).float().div_(255).sub_(mean).div_(std),
+        glance_repeats, device)
     rows["glance/memcpy bound"] = memcpy_seconds(glance_read + glance_written, glance_repeats, device)
 
     traffic = {"focus": focus_read + focus_written, "glance": glance_read + glance_written}
@@ -146,6 +152,8 @@ def run(args) -> dict:
             "focus: ours / memcpy (target <= 2)": rows["focus/ours"] / rows["focus/memcpy bound"],
             "glance: F.interpolate uint8 / ours (target >= 1)":
                 rows["glance/F.interpolate uint8"] / rows["glance/ours (uint8, normalised)"],
+            "glance: F.interpolate uint8 + normalise / ours":
+                rows["glance/F.interpolate uint8 + normalise"] / rows["glance/ours (uint8, normalised)"],
             "glance: ours / memcpy": rows["glance/ours (uint8, normalised)"] / rows["glance/memcpy bound"],
         },
     }

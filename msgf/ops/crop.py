@@ -12,6 +12,7 @@ import math
 from collections.abc import Sequence
 from typing import NamedTuple
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -67,12 +68,21 @@ def _check_images(images) -> None:
         raise ValueError(f"images must have non-empty channels, height and width, got shape {tuple(images.shape)}")
 
 
+def _check_sides(heights: list[int], widths: list[int]) -> None:
+    for side in (*heights, *widths):
+        if type(side) is not int:  # bool is an int subclass, and not a size
+            raise TypeError(f"out_sizes must hold ints, got {side!r} ({type(side).__name__})")
+    if heights and (min(min(heights), min(widths)) < 1 or max(max(heights), max(widths)) > MAX_OUT_SIDE):
+        bad = next(s for s in (*heights, *widths) if not 1 <= s <= MAX_OUT_SIDE)
+        raise ValueError(f"out_sizes must lie in [1, {MAX_OUT_SIDE}], got {bad}")
+
+
 def _normalise_sizes(out_sizes, num_boxes: int) -> tuple[list[int], list[int]]:
     """``out_sizes`` (int, (B,) or (B,2), list or tensor) -> per-box heights and widths."""
     if isinstance(out_sizes, bool):
         raise TypeError("out_sizes must be an int, a (B,) or (B,2) sequence or tensor of ints, got bool")
     if isinstance(out_sizes, int):
-        sizes = [[out_sizes, out_sizes]] * num_boxes
+        heights = widths = [out_sizes] * num_boxes
     else:
         if isinstance(out_sizes, Tensor):
             if out_sizes.is_floating_point() or out_sizes.is_complex() or out_sizes.dtype == torch.bool:
@@ -82,21 +92,19 @@ def _normalise_sizes(out_sizes, num_boxes: int) -> tuple[list[int], list[int]]:
             raise TypeError(f"out_sizes must be an int, a sequence or a tensor of ints, got {type(out_sizes).__name__}")
         if len(out_sizes) != num_boxes:
             raise ValueError(f"out_sizes must have one entry per box ({num_boxes}), got {len(out_sizes)}")
-        sizes = []
-        for entry in out_sizes:
-            pair = [entry, entry] if not isinstance(entry, (Sequence, Tensor)) else list(entry)
-            if len(pair) != 2:
-                raise ValueError(f"out_sizes rows must be a side or an (h, w) pair, got {entry!r}")
-            sizes.append(pair)
-    heights, widths = [], []
-    for h, w in sizes:
-        for side in (h, w):
-            if isinstance(side, bool) or not isinstance(side, int):
-                raise TypeError(f"out_sizes must hold ints, got {side!r} ({type(side).__name__})")
-            if not 1 <= side <= MAX_OUT_SIDE:
-                raise ValueError(f"out_sizes must lie in [1, {MAX_OUT_SIDE}], got {side}")
-        heights.append(h)
-        widths.append(w)
+        if all(type(entry) is int for entry in out_sizes):  # the common case: square sides
+            heights = widths = list(out_sizes)
+        else:
+            heights, widths = [], []
+            for entry in out_sizes:
+                pair = list(entry) if isinstance(entry, (Sequence, Tensor)) and not isinstance(entry, str) else [entry]
+                if len(pair) == 1:
+                    pair = pair * 2
+                if len(pair) != 2:
+                    raise ValueError(f"out_sizes rows must be a side or an (h, w) pair, got {entry!r}")
+                heights.append(pair[0])
+                widths.append(pair[1])
+    _check_sides(heights, widths)
     return heights, widths
 
 
@@ -140,16 +148,16 @@ def _check_boxes(images: Tensor, boxes: Tensor) -> Tensor:
     if boxes.device != images.device:
         raise ValueError(f"boxes are on {boxes.device} but images on {images.device}; put them on one device")
     boxes = boxes.detach().to(torch.float32).contiguous()
-    host = boxes.cpu() if boxes.device.type != "cpu" else boxes
-    if not torch.isfinite(host).all():
+    # Checked on the host in numpy: a handful of tiny tensor ops would cost more than the crop.
+    host = (boxes.cpu() if boxes.device.type != "cpu" else boxes).numpy()
+    if not np.isfinite(host).all():
         raise ValueError("boxes must be finite (found NaN or inf)")
     batch = host[:, 0]
-    if (batch != batch.round()).any() or (batch < 0).any() or (batch >= images.shape[0]).any():
+    if ((batch != np.round(batch)) | (batch < 0) | (batch >= images.shape[0])).any():
         raise ValueError(f"boxes[:, 0] must be integer batch indices in [0, {images.shape[0]}), got {batch.tolist()}")
-    coords = host[:, 1:]
-    if (coords.abs() > MAX_COORD).any():
+    if (np.abs(host[:, 1:]) > MAX_COORD).any():
         raise ValueError(f"box coordinates must lie within +-{MAX_COORD:.0f} pixels")
-    if (host[:, 3] <= host[:, 1]).any() or (host[:, 4] <= host[:, 2]).any():
+    if ((host[:, 3] <= host[:, 1]) | (host[:, 4] <= host[:, 2])).any():
         raise ValueError("boxes must have x1 > x0 and y1 > y0 (inverted or empty box)")
     return boxes
 
@@ -157,17 +165,15 @@ def _check_boxes(images: Tensor, boxes: Tensor) -> Tensor:
 def _output_buffers(images: Tensor, heights: list[int], widths: list[int], out_dtype: torch.dtype):
     """One tensor per size group plus the int64 job table (out_ptr, h, w) per box."""
     channels = _channels(images)
-    groups = size_groups(heights, widths)
-    outputs, jobs = [], torch.empty((len(heights), 3), dtype=torch.int64)
     element = torch.empty((), dtype=out_dtype).element_size()
-    for (h, w), rows in groups:
+    outputs, jobs = [], [None] * len(heights)
+    for (h, w), rows in size_groups(heights, widths):
         out = torch.empty((len(rows), channels, h, w), dtype=out_dtype, device=images.device)
-        rows_t = torch.tensor(rows, dtype=torch.int64)
-        jobs[rows_t, 0] = out.data_ptr() + torch.arange(len(rows), dtype=torch.int64) * (channels * h * w * element)
-        jobs[rows_t, 1] = h
-        jobs[rows_t, 2] = w
+        base, stride = out.data_ptr(), channels * h * w * element
+        for rank, row in enumerate(rows):
+            jobs[row] = (base + rank * stride, h, w)
         outputs.append(out)
-    return outputs, jobs
+    return outputs, torch.tensor(jobs, dtype=torch.int64).reshape(len(heights), 3)
 
 
 def _kernel_geometry(images: Tensor) -> tuple[list[int], list[int]]:
