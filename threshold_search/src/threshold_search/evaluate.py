@@ -31,6 +31,9 @@ from threshold_search.trajectories import Trajectories
 from threshold_search.tree import level_offset, node_level
 
 
+_MAX_SIZES = 255  # decisions 0..K are counted in uint8
+
+
 def _round_down_to_float32(values: np.ndarray) -> np.ndarray:
     rounded = values.astype(np.float32)
     up = rounded.astype(np.float64) > values
@@ -64,6 +67,8 @@ class Evaluator:
         if not isinstance(traj, Trajectories):
             raise TypeError(f"traj: expected Trajectories, got {type(traj).__name__}")
         K = traj.num_sizes
+        if K > _MAX_SIZES:
+            raise ValueError(f"traj: at most {_MAX_SIZES} candidate sizes are supported, got {K}")
         # No reference to traj itself: the module cache keys evaluators weakly on it.
         self.eta_shape, self.criterion, self.seed = traj.eta_shape, criterion, seed
         self.N, self.K, self.T, self.M = traj.num_samples, K, traj.T, traj.num_nodes
@@ -148,15 +153,15 @@ class Evaluator:
             children = first_child[node] + order[t - 1]
             if t == T - 1:
                 # Leaves follow: count each outcome with boolean masks, no compaction.
-                below = None  # samples beyond e_{j-1}, i.e. with d >= j
+                beyond_previous = None  # x > e_{j-1}, i.e. decision >= j
                 for j in range(K + 1):
                     beyond = x > level[j] if j < K else None
                     if j == 0:
                         chosen = ~beyond
                     elif j < K:
-                        chosen = below & ~beyond
+                        chosen = beyond_previous & ~beyond
                     else:
-                        chosen = below
+                        chosen = beyond_previous
                     if mask is not None:
                         chosen = chosen & mask
                     count = np.count_nonzero(chosen)
@@ -164,7 +169,7 @@ class Evaluator:
                         target = node if j == K else int(children[j])
                         exits[target] += count
                         n_correct += np.count_nonzero(chosen & correct[target][samples])
-                    below = beyond
+                    beyond_previous = beyond
                 continue
             decision = (x > level[0]).view(np.uint8)
             for k in range(1, K):

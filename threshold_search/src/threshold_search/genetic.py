@@ -96,6 +96,10 @@ def genetic_search(scorer: GeneScorer, budget: float, seeds: np.ndarray, *, seed
         raise ValueError(f"mutation_probability: expected a value in [0, 1], got {mutation_probability!r}")
     if not isinstance(elitism, int) or not 1 <= elitism < population:
         raise ValueError(f"elitism: expected an integer in [1, population), got {elitism!r}")
+    if not isinstance(refine_passes, int) or refine_passes < 0:
+        raise ValueError(f"refine_passes: expected an integer >= 0, got {refine_passes!r}")
+    if not isinstance(refine_starts, int) or refine_starts < 1:
+        raise ValueError(f"refine_starts: expected an integer >= 1, got {refine_starts!r}")
     rng = np.random.default_rng(seed)
     initial = _initial_population(scorer, seeds, population, budget, rng)
     sizes = scorer.grid_sizes

@@ -66,6 +66,10 @@ def geometric_path(evaluator: Evaluator, budget: float, size_index: int, *,
     A multi-point bisection: each round scores `points` splits inside the bracket in one
     `evaluate_many` call and keeps the last feasible / first infeasible pair.
     """
+    if not isinstance(rounds, int) or rounds < 1:
+        raise ValueError(f"rounds: expected an integer >= 1, got {rounds!r}")
+    if not isinstance(points, int) or points < 1:
+        raise ValueError(f"points: expected an integer >= 1, got {points!r}")
     K, T = evaluator.K, evaluator.T
     path_scores = evaluator.node_scores[fixed_size_path(T, size_index, K)]
 

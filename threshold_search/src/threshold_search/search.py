@@ -17,6 +17,7 @@ from threshold_search.grid import decode, encode, level_grids
 from threshold_search.trajectories import Trajectories
 
 METHODS = ("ga", "geometric", "exhaustive")
+_ROUNDS, _POINTS = 7, 8  # geometric bisection: 7 rounds of 8 splits narrow the ratio to ~1e-7
 
 
 def _threshold_to_json(value: float):
@@ -93,7 +94,7 @@ def search(traj: Trajectories, budget=None, *, budgets=None, method: str = "ga",
     warm-starts each GA from the solution of the next smaller budget.
 
     Options: method="ga": intervals=64 (quantile grid), population=40, generations=40,
-    mutation_probability=0.15, elitism=4, refine_passes=4. method="geometric": size (one patch
+    mutation_probability=0.15, elitism=4, refine_passes=4, refine_starts=4. method="geometric": size (one patch
     side; default: the best of all sizes), rounds=7, points=8. method="exhaustive":
     intervals=8, max_sets=200000.
     """
@@ -144,7 +145,7 @@ def _per_size(solutions: list[PathSolution], sizes) -> list[dict]:
             for s in solutions]
 
 
-def _geometric(ev: Evaluator, budgets, *, criterion, seed, sizes, size=None, rounds=7, points=8):
+def _geometric(ev: Evaluator, budgets, *, criterion, seed, sizes, size=None, rounds=_ROUNDS, points=_POINTS):
     if size is not None and size not in sizes:
         raise ValueError(f"size: {size!r} is not one of the candidate sizes {list(sizes)}")
     results = []
@@ -165,7 +166,8 @@ def _geometric(ev: Evaluator, budgets, *, criterion, seed, sizes, size=None, rou
 def _genetic(ev: Evaluator, budgets, *, criterion, seed, sizes, intervals=64, **ga_options):
     started = time.perf_counter()
     # Seeds first: their thresholds join the grid so the GA can represent them exactly.
-    geometric = {budget: geometric_all_sizes(ev, budget) for budget in budgets}
+    geometric = {budget: geometric_all_sizes(ev, budget, rounds=_ROUNDS, points=_POINTS) for budget in budgets}
+    geometric_sets = ev.K * (2 + _ROUNDS * _POINTS)  # scored per budget to seed it
     seed_etas = np.stack([s.thresholds for solutions in geometric.values() for s in solutions])
     grids = level_grids(ev.node_scores.T, ev.T, ev.K, intervals, extra=seed_etas)
     scorer = GeneScorer(ev, grids)
@@ -182,7 +184,7 @@ def _genetic(ev: Evaluator, budgets, *, criterion, seed, sizes, intervals=64, **
         results.append(_result(ev, decode(previous[None], grids, ev.K)[0], budget, "ga",
                                time.perf_counter() - started,
                                criterion=criterion, seed=seed, sizes=sizes,
-                               evaluations=scorer.evaluated - before,
+                               evaluations=scorer.evaluated - before + geometric_sets,
                                details=dict(geometric_accuracy=best_geometric.accuracy,
                                             geometric_size=sizes[best_geometric.size_index])))
     return results
