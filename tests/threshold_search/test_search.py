@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from threshold_search import Front, Result, Trajectories, evaluate, make_trajectories, search
+from threshold_search import Front, Result, Trajectories, make_trajectories, search
 from threshold_search.evaluate import Evaluator
 from threshold_search.geometric import path_thresholds, planned_fractions
 
@@ -164,6 +164,8 @@ def test_bad_arguments(traj4):
         search(traj4, "2G", budgets=["3G"])
     with pytest.raises(TypeError, match="exactly one"):
         search(traj4)
+    with pytest.raises(TypeError, match="budgets: expected a list"):
+        search(traj4, budgets="2G")
     with pytest.raises(ValueError, match="method"):
         search(traj4, "2G", method="annealing")
     with pytest.raises(ValueError, match="criterion"):
@@ -180,3 +182,13 @@ def test_bad_arguments(traj4):
         search(traj4.conf, "2G")
     with pytest.raises(ValueError, match="sizes"):
         search(traj4, "2G", method="geometric").evaluate_on(make_trajectories(10, 4, [96, 128, 192]))
+
+
+def test_plot_writes_an_image_and_needs_something_to_draw(traj4, tmp_path):
+    from threshold_search import plot_fronts
+
+    geometric = search(traj4, budgets=["1.5G", "3G"], method="geometric")
+    plot_fronts(tmp_path / "curve.png", geometric=geometric, static={"static 224 px": (4e9, 0.85)})
+    assert (tmp_path / "curve.png").read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(ValueError, match="nothing to draw"):
+        plot_fronts(tmp_path / "empty.png")

@@ -113,3 +113,11 @@ def test_synthetic_trajectories_are_realistic():
     glance_conf, glance_correct = traj.conf[:, 0], traj.correct[:, 0]
     confident = glance_conf > np.median(glance_conf)
     assert glance_correct[confident].mean() > glance_correct[~confident].mean() + 0.3
+
+
+@pytest.mark.parametrize("arguments,message", [
+    (dict(n=0, T=3, sizes=[96]), "n:"), (dict(n=10, T=0, sizes=[96]), "T:"), (dict(n=10, T=2, sizes=[]), "sizes:"),
+])
+def test_synthetic_generator_rejects_bad_arguments(arguments, message):
+    with pytest.raises(ValueError, match=message):
+        make_trajectories(**arguments)

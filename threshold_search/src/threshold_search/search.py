@@ -107,6 +107,8 @@ def search(traj: Trajectories, budget=None, *, budgets=None, method: str = "ga",
         raise ValueError(f"seed: expected an integer in [0, 2**32), got {seed!r}")
     if (budget is None) == (budgets is None):
         raise TypeError("search: give exactly one of budget=... or budgets=[...]")
+    if isinstance(budgets, (str, bytes, int, float)):
+        raise TypeError(f"budgets: expected a list of budgets, got {budgets!r}; use budget= for one")
     wanted = [budget] if budgets is None else list(budgets)
     if not wanted:
         raise ValueError("budgets: expected at least one budget")
