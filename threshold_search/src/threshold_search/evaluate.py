@@ -99,9 +99,13 @@ class Evaluator:
     def evaluate_many(self, etas) -> tuple[np.ndarray, np.ndarray]:
         """(accuracy (P,), mean MACs (P,)) of a (P, T-1, K) population of threshold sets."""
         n_correct, exits = self.exit_counts(etas)
-        # A row-wise sum, not `exits @ macs`: BLAS may sum a batch in a different order than a
-        # single row, and one set must cost exactly the same alone or in a population.
-        return n_correct / self.N, (exits * self.macs).sum(axis=1) / self.N
+        # Accumulated node by node in a fixed order, not `exits @ macs`: BLAS (or a reduction)
+        # may sum a batch in another order than a single row, and a set must cost exactly the
+        # same alone or in a population, or a budget check could flip on the last bit.
+        total = np.zeros(len(exits))
+        for node, cost in enumerate(self.macs):
+            total += exits[:, node] * cost
+        return n_correct / self.N, total / self.N
 
     def exit_counts(self, etas) -> tuple[np.ndarray, np.ndarray]:
         """(correct count (P,), samples exiting at each node (P, M)) for a population."""
