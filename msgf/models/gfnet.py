@@ -46,6 +46,32 @@ class GFNet(nn.Module):
 
     # ------------------------------------------------------------------ step API
 
+    def forward(self, images: Tensor, sizes, locs: Tensor | None = None) -> list[GFState]:
+        """A whole episode for the whole batch: the glance, then T-1 focus steps.
+
+        sizes: one side, or per step (T-1,) or per sample and step (N, T-1); locs: (N, T-1, 2)
+        locations (e.g. random in stage I) or None for the policy's means. Returns the T states.
+        Training wraps this (not the step methods) in DistributedDataParallel.
+        """
+        steps = self.config.T - 1
+        side = torch.as_tensor(sizes, device="cpu")
+        if side.dim() == 1:
+            if side.shape[0] != steps:
+                raise ValueError(f"sizes must be one side, ({steps},) per step or (N, {steps}), got {tuple(side.shape)}")
+            side = side[None].expand(len(images), steps)
+        elif side.dim() == 0:
+            side = side.expand(len(images), steps)
+        if side.shape != (len(images), steps):
+            raise ValueError(f"sizes must be one side, ({steps},) per step or (N, {steps}), got {tuple(side.shape)}")
+        if locs is not None and (not isinstance(locs, Tensor) or locs.shape != (len(images), steps, 2)):
+            raise ValueError(f"locs must be None or a tensor of shape ({len(images)}, {steps}, 2)")
+        states = [self.glance(images)]
+        for t in range(steps):
+            proposal = self.propose(states[-1], side[:, t])
+            where = proposal.mean if locs is None else locs[:, t]
+            states.append(self.focus(states[-1], images, where, side[:, t], proposal=proposal))
+        return states
+
     def glance(self, images: Tensor) -> GFState:
         """Step 1 for the whole batch: the whole image at glance_size through f_G."""
         cfg = self.config
@@ -59,9 +85,7 @@ class GFNet(nn.Module):
         confidence, so the distribution is a separate call rather than part of the step.
         """
         self._check_state(state)
-        next_index = self.size_index(sizes, len(state), state.index.device)
-        mean, value, hidden = self.policy(state.feature_map, state.size_index, next_index, state.policy_hidden)
-        return Proposal(mean, value, next_index, hidden, self.config.location_std)
+        return self._propose(state, self.size_index(sizes, len(state), state.index.device))
 
     def focus(self, state: GFState, images: Tensor, locs: Tensor, sizes, proposal: Proposal | None = None) -> GFState:
         """One focus step for the samples of `state` (any subset of the batch `images`).
@@ -78,7 +102,7 @@ class GFNet(nn.Module):
             raise ValueError(f"locs must be a float tensor of shape ({len(state)}, 2)")
         next_index = self.size_index(sizes, len(state), state.index.device)
         if proposal is None:
-            proposal = self.propose(state, next_index.new_tensor(self.config.patch_sizes)[next_index])
+            proposal = self._propose(state, next_index)
         elif len(proposal) != len(state) or not torch.equal(proposal.next_size_index, next_index):
             raise ValueError("proposal must come from propose(state, sizes) with the same state and sizes")
         cfg = self.config
@@ -148,6 +172,12 @@ class GFNet(nn.Module):
         self._macs = macs_mod.validate(steps, self.config)
 
     # ------------------------------------------------------------------ internals
+
+    def _propose(self, state: GFState, next_index: Tensor) -> Proposal:
+        # pi learns by reinforcement only (stage II); its losses must not reach the encoders.
+        fmap = state.feature_map.detach()
+        mean, value, hidden = self.policy(fmap, state.size_index, next_index, state.policy_hidden)
+        return Proposal(mean, value, next_index, hidden, self.config.location_std)
 
     def _glance_step(self, x: Tensor) -> GFState:
         n = x.shape[0]

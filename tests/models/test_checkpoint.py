@@ -9,13 +9,18 @@ import msgf.models.macs
 from msgf.engine import Thresholds
 
 
-@pytest.fixture
-def saved(tmp_path):
+@pytest.fixture(scope="module")
+def model():
     torch.manual_seed(0)
     model = msgf.build_model("mobilenet_v3_small", num_classes=3, glance_size=32, patch_sizes=[32, 48], T=3,
                              class_names=["a", "b", "c"]).eval()
     model.exit_thresholds = [Thresholds([[0.4, 0.6], [0.5, 0.5]], budget=5e6, accuracy=0.7, macs=4.9e6,
                                         sizes=(32, 48))]
+    return model
+
+
+@pytest.fixture
+def saved(model, tmp_path):
     path = tmp_path / "model.pt"
     msgf.save_checkpoint(model, path, epoch=7, metrics={"val": [0.5, 0.6]})
     return model, path

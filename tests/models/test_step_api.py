@@ -100,6 +100,7 @@ def test_training_losses_reach_the_right_parameters(images):
     locs = proposal.distribution().sample()
     (-(proposal.distribution().log_prob(locs)).mean() + proposal.value.pow(2).mean()).backward()
     assert all(p.grad is not None for p in model.policy.parameters())
+    assert all(p.grad is None for p in model.local_encoder.parameters())
 
 
 def test_state_select_and_cat(resnet_model, images):
@@ -148,3 +149,23 @@ def test_build_model_validates_and_defaults():
         msgf.build_model("resnet18", 3, 32, [32], 2, classifier="lstm")
     with pytest.raises(ValueError, match="num_classes"):
         msgf.build_model("resnet18", 1, 32, [32], 2)
+
+
+def test_forward_runs_the_episode_of_the_step_api(resnet_model, images):
+    locs = torch.rand(5, 2, 2, generator=torch.Generator().manual_seed(5))
+    sizes = torch.tensor([[32, 48], [48, 48], [32, 32], [48, 32], [32, 48]])
+    with torch.no_grad():
+        states = resnet_model(images, sizes, locs)
+        manual = resnet_model.glance(images)
+        for t in range(2):
+            manual = resnet_model.focus(manual, images, locs[:, t], sizes[:, t])
+        policy_run = resnet_model(images, 48)
+        step = resnet_model.focus(resnet_model.glance(images), images,
+                                  resnet_model.propose(resnet_model.glance(images), 48).mean, 48)
+    assert [s.step for s in states] == [1, 2, 3]
+    torch.testing.assert_close(states[-1].logits, manual.logits)
+    torch.testing.assert_close(policy_run[1].logits, step.logits)
+    with pytest.raises(ValueError, match="sizes"):
+        resnet_model(images, [32, 48, 48])
+    with pytest.raises(ValueError, match="locs"):
+        resnet_model(images, 32, torch.rand(5, 2))
