@@ -226,13 +226,11 @@ def _launch_kernel(images: Tensor, boxes: Tensor, heights: list[int], widths: li
     if images.is_cuda:
         device = images.device
         jobs, scale, shift = (t.to(device, non_blocking=True) for t in (jobs, scale, shift))
-        stream = torch.cuda.current_stream(device)
+        # Everything here was allocated on the current stream, and the caching allocator
+        # reuses freed blocks only in that stream's order: the kernel finishes first.
         _C.crop_resize_cuda(image=images.data_ptr(), boxes=boxes.data_ptr(), jobs=jobs.data_ptr(),
-                            scale=scale.data_ptr(), shift=shift.data_ptr(), device=device.index or 0,
-                            stream=stream.cuda_stream, **common)
-        # Buffers made for this call must outlive the asynchronous kernel.
-        for t in (jobs, scale, shift, boxes):
-            t.record_stream(stream)
+                            scale=scale.data_ptr(), shift=shift.data_ptr(), device=device.index,
+                            stream=torch.cuda.current_stream(device).cuda_stream, **common)
     else:
         _C.crop_resize_cpu(image=images.data_ptr(), boxes=boxes.data_ptr(), jobs=jobs.data_ptr(),
                            scale=scale.data_ptr(), shift=shift.data_ptr(), num_threads=torch.get_num_threads(),

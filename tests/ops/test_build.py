@@ -36,5 +36,8 @@ def test_cuda_matches_cpu(antialias, out_dtype):
     cpu = crop_resize(images, boxes, sizes, mean=0.5, std=0.25, antialias=antialias, out_dtype=out_dtype)
     gpu = crop_resize(images.cuda(), boxes.cuda(), sizes, mean=0.5, std=0.25, antialias=antialias, out_dtype=out_dtype)
     for a, b in zip(cpu.patches, gpu.patches):
-        tolerance = 0 if not antialias and out_dtype == torch.float32 else 2e-2
-        assert (a.float() - b.cpu().float()).abs().max() <= tolerance
+        if not antialias:  # same formulas, no FMA contraction on either side: bit for bit
+            assert torch.equal(a, b.cpu())
+        else:              # separable (CPU) vs direct 2-D sum (GPU): float rounding apart
+            tolerance = 1e-4 if out_dtype == torch.float32 else 2e-2
+            assert (a.float() - b.cpu().float()).abs().max() <= tolerance
