@@ -132,3 +132,19 @@ def test_float_input_with_many_channels_and_strides():
         for a, b in zip(ours.patches, contiguous.patches):
             assert torch.equal(a, b)
     assert torch.equal(crop_resize(view, boxes[1:], [(50, 40)]).patches[0], view[:1])
+
+
+def test_reference_fallback_groups_like_the_kernel(photo_u8):
+    """CUDA tensors in a build without nvcc take the float32 reference; same layout, same values."""
+    from msgf.ops.crop import _reference_grouped
+
+    channels = photo_u8.shape[-1]
+    boxes = inside_boxes(photo_u8.shape[1], photo_u8.shape[2], 5, torch.Generator().manual_seed(6))
+    sizes = [64, 32, 64, 48, 32]
+    for antialias in (False, True):
+        kernel = crop_resize(photo_u8, boxes, sizes, mean=MEAN[:channels], std=STD[:channels], antialias=antialias)
+        fallback = _reference_grouped(photo_u8, boxes, sizes, sizes, list(MEAN[:channels]), list(STD[:channels]),
+                                      antialias, torch.float32)
+        assert [p.shape for p in fallback] == [p.shape for p in kernel.patches]
+        for a, b in zip(kernel.patches, fallback):
+            assert (a - b).abs().max() < 1e-4 / min(STD)
