@@ -41,16 +41,19 @@ from threshold_search import Trajectories, evaluate, format_macs
 RESULTS = Path(__file__).parent / "results"
 
 
-def best_seconds(fn, repeats: int) -> float:
-    """Fastest of `repeats` runs after a warm-up (allocator, oneDNN primitives per batch shape):
-    on a shared machine the fastest run is the one least disturbed by other processes."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+def best_seconds(runs: dict, repeats: int) -> dict:
+    """Fastest of `repeats` timed runs of each callable, after one warm-up each (allocator,
+    oneDNN primitives per batch shape). Rounds interleave the callables so that load from other
+    processes on a shared machine hits all of them alike; the fastest run is the least disturbed."""
+    for fn in runs.values():
         fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+    times = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, fn in runs.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: min(t) for name, t in times.items()}
 
 
 def batches(images: torch.Tensor, size: int):
@@ -88,7 +91,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="96,128")
     parser.add_argument("--T", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--budget-fractions", default="0.1,0.3,0.5,0.8",
                         help="budgets between the glance cost (0) and the dearest path (1)")
     parser.add_argument("--quick", action="store_true", help="64 images, 1 repeat")
@@ -118,8 +121,6 @@ def main() -> None:
             for chunk in batches(images, args.batch_size):
                 static(ops.glance(chunk, args.image_size, mean=cfg.mean, std=cfg.std))
 
-    static_s = best_seconds(run_static, args.repeats)
-
     # Thresholds per budget from the model's own trajectories of these images.
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "bench.npz"
@@ -133,15 +134,20 @@ def main() -> None:
     budgets = [lo + f * (hi - lo) for f in fractions]
     schedules = [routing_for_budget(traj, b) for b in budgets]
 
+    def run_budgeted(thresholds):
+        return [predict(model, chunk, thresholds) for chunk in batches(images, args.batch_size)]
+
+    runs = {"static": run_static, **{i: (lambda th=th: run_budgeted(th)) for i, th in enumerate(schedules)}}
+    best = best_seconds(runs, args.repeats)
+    static_s = best["static"]
     rows = []
-    for thresholds in schedules:
-        seconds = best_seconds(lambda: [predict(model, chunk, thresholds)
-                                          for chunk in batches(images, args.batch_size)], args.repeats)
-        outs = [predict(model, chunk, thresholds) for chunk in batches(images, args.batch_size)]
+    for i, thresholds in enumerate(schedules):
+        seconds = best[i]
+        outs = run_budgeted(thresholds)
         macs = torch.cat([o.macs for o in outs]).double().mean().item()
         exits = torch.cat([o.exit_step for o in outs])
-        rows.append({"budget": thresholds.budget, "avg_macs": macs, "ideal_speedup": static_macs / macs, "images_per_s": args.num_images / seconds,
-                     "speedup_vs_static": static_s / seconds,
+        rows.append({"budget": thresholds.budget, "avg_macs": macs, "ideal_speedup": static_macs / macs,
+                     "images_per_s": args.num_images / seconds, "speedup_vs_static": static_s / seconds,
                      "exit_fraction": [float((exits == t).double().mean()) for t in range(1, cfg.T + 1)]})
 
     overhead = measure_overhead(model, images[:args.batch_size], schedules[len(schedules) // 2], args.repeats)

@@ -1,8 +1,9 @@
 """Budgeted inference: every sample stops at the first step where Eq. 9 says so.
 
 The batch shrinks as it goes: exited samples leave, the rest are grouped by their next patch
-size and cropped in one `crop_resize` call (inside `model.focus`). A sample's result does not
-depend on which other samples share its batch (in eval mode).
+size and cropped in one `crop_resize` call (inside `model.focus`). In eval mode a sample's
+route does not depend on which other samples share its batch: matrix products of other batch
+shapes may round differently in the last bit, nothing more.
 """
 from __future__ import annotations
 

@@ -41,7 +41,7 @@ class GFNet(nn.Module):
                                      config.policy_hidden)
         # Thresholds per budget (msgf.engine.Thresholds), filled by the threshold search and
         # carried through checkpoints.
-        self.exit_thresholds: list = []
+        self.exit_thresholds: list = []  # of msgf.engine.Thresholds
         self._macs: list[dict] | None = None
 
     # ------------------------------------------------------------------ step API
@@ -55,12 +55,8 @@ class GFNet(nn.Module):
         """
         steps = self.config.T - 1
         side = torch.as_tensor(sizes, device="cpu")
-        if side.dim() == 1:
-            if side.shape[0] != steps:
-                raise ValueError(f"sizes must be one side, ({steps},) per step or (N, {steps}), got {tuple(side.shape)}")
-            side = side[None].expand(len(images), steps)
-        elif side.dim() == 0:
-            side = side.expand(len(images), steps)
+        side = side.expand(steps) if side.dim() == 0 else side
+        side = side[None].expand(len(images), steps) if side.shape == (steps,) else side
         if side.shape != (len(images), steps):
             raise ValueError(f"sizes must be one side, ({steps},) per step or (N, {steps}), got {tuple(side.shape)}")
         if locs is not None and (not isinstance(locs, Tensor) or locs.shape != (len(images), steps, 2)):
