@@ -28,6 +28,17 @@ def _positive(text: str) -> int:
     return value
 
 
+def _image_size(text: str) -> tuple[int, int]:
+    height, _, width = text.lower().partition("x")
+    try:
+        size = (int(height), int(width or height))
+    except ValueError:
+        size = (0, 0)
+    if min(size) < 1:
+        raise argparse.ArgumentTypeError(f"expected HxW or one side, e.g. 480x640, got {text!r}")
+    return size
+
+
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "evaluate", help="accuracy and average MACs of a checkpoint with early exits",
@@ -45,6 +56,8 @@ def register(subparsers) -> None:
     parser.add_argument("--size", type=_positive, help="patch size for --anytime (default: each size in turn)")
     parser.add_argument("--batch-size", type=_positive, default=64, help="images per batch (default: 64)")
     parser.add_argument("--num-samples", type=_positive, help="evaluate only the first N samples")
+    parser.add_argument("--image-size", type=_image_size, metavar="HxW",
+                        help="image size where the data source makes or resizes images (e.g. synthsigns)")
     parser.add_argument("--workers", type=int, default=0, help="data loader processes (default: 0)")
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     parser.add_argument("--seed", type=int, default=0, help="dataset seed (default: 0)")
@@ -81,7 +94,8 @@ def evaluate(args) -> dict:
     sizes = [args.size] if args.size is not None else list(cfg.patch_sizes)
     if args.anytime and args.size is not None and args.size not in cfg.patch_sizes:
         raise ValueError(f"--size must be one of the model's patch sizes {list(cfg.patch_sizes)}")
-    dataset = data.open_dataset(args.data, args.split, seed=args.seed, num_samples=args.num_samples)
+    dataset = data.open_dataset(args.data, args.split, seed=args.seed, num_samples=args.num_samples,
+                                image_size=args.image_size)
     if len(dataset.classes) != cfg.num_classes:
         raise ValueError(f"{args.data} has {len(dataset.classes)} classes, the checkpoint {cfg.num_classes}")
     loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size, shuffle=False,
