@@ -29,7 +29,10 @@ class Thresholds:
     meta: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        eta = np.array(self.eta, dtype=np.float64)
+        try:  # "inf" / "-inf" strings are how JSON files spell infinite thresholds
+            eta = np.array(self.eta, dtype=np.float64)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"eta must be a (T-1, K) array of numbers: {err}") from None
         if eta.ndim != 2 or eta.shape[0] < 1 or eta.shape[1] < 1:
             raise ValueError(f"eta must have shape (T-1, K) with T >= 2 and K >= 1, got {eta.shape}")
         if np.isnan(eta).any():
@@ -76,7 +79,9 @@ class Thresholds:
         return torch.where(below == len(eta), EXIT, order[below.clamp(max=len(eta) - 1)])
 
     def to_dict(self) -> dict:
-        return {"eta": self.eta.tolist(), "budget": self.budget, "accuracy": self.accuracy, "macs": self.macs,
+        """Plain values; infinite thresholds become "inf" / "-inf" (as threshold_search writes them)."""
+        eta = [[str(v) if math.isinf(v) else v for v in row] for row in self.eta.tolist()]
+        return {"eta": eta, "budget": self.budget, "accuracy": self.accuracy, "macs": self.macs,
                 "sizes": list(self.sizes) if self.sizes is not None else None, "meta": dict(self.meta)}
 
     @classmethod
@@ -88,15 +93,29 @@ class Thresholds:
             raise ValueError(f"unknown thresholds keys {unknown}")
         return cls(**{k: v for k, v in values.items() if not (k == "meta" and v is None)})
 
+    @classmethod
+    def from_search(cls, result) -> "Thresholds":
+        """From a `threshold_search.Result` or its `to_dict()`."""
+        values = result if isinstance(result, dict) else result.to_dict()
+        try:
+            return cls(eta=values["thresholds"], budget=values["budget"], accuracy=values["accuracy"],
+                       macs=values["macs"], sizes=tuple(values["sizes"]),
+                       meta={k: values[k] for k in ("method", "criterion", "seed") if k in values})
+        except KeyError as err:
+            raise ValueError(f"result has no {err.args[0]!r}; expected a threshold_search Result") from None
+
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2)
+        return json.dumps(self.to_dict(), indent=2, allow_nan=False)
 
     @classmethod
     def from_json(cls, text: str) -> "Thresholds":
+        """Our `to_json()`, or one threshold_search Result written as JSON."""
         try:
             values = json.loads(text)
         except json.JSONDecodeError as err:
             raise ValueError(f"thresholds JSON is malformed: {err}") from None
+        if isinstance(values, dict) and "eta" not in values and "thresholds" in values:
+            return cls.from_search(values)
         return cls.from_dict(values)
 
     def check_fits(self, T: int, patch_sizes) -> None:

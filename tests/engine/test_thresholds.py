@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -53,11 +55,24 @@ def test_json_round_trip():
     assert back.T == 3 and back.num_sizes == 2
 
 
+def test_reads_threshold_search_results():
+    threshold_search = pytest.importorskip("threshold_search")
+    traj = threshold_search.make_trajectories(200, 3, [96, 128], seed=0)
+    result = threshold_search.search(traj, traj.macs[0] * 1.5, method="geometric")
+    th = Thresholds.from_search(result)
+    assert np.array_equal(th.eta, result.thresholds) and th.sizes == (96, 128) and th.budget == result.budget
+    assert th.meta["method"] == "geometric"
+    assert Thresholds.from_json(json.dumps(result.to_dict())).to_dict() == th.to_dict()
+    assert "Infinity" not in th.to_json()
+
+
 def test_bad_thresholds():
     with pytest.raises(ValueError, match="eta"):
         Thresholds([0.5, 0.5])
     with pytest.raises(ValueError, match="NaN"):
         Thresholds([[float("nan")]])
+    with pytest.raises(ValueError, match="eta"):
+        Thresholds([["high"]])
     with pytest.raises(ValueError, match="sizes"):
         Thresholds([[0.5, 0.5]], sizes=(96,))
     with pytest.raises(ValueError, match="budget"):
