@@ -214,8 +214,8 @@ def measure_overhead(model, images: torch.Tensor, thresholds: Thresholds, repeat
     seconds = {name: statistics.median(v[2:]) for name, v in shares.items()}
     rest = total - sum(seconds.values())
     encoders = seconds["encoders"]
-    return {"budget": thresholds.budget, "total_s": total, "encoders_s": encoders, "classifier_s": seconds["classifier"],
-            "policy_s": seconds["policy"], "rest_s": rest,
+    return {"budget": thresholds.budget, "total_s": total, "encoders_s": encoders,
+            "classifier_s": seconds["classifier"], "policy_s": seconds["policy"], "rest_s": rest,
             "policy_over_encoders": seconds["policy"] / encoders, "rest_over_encoders": rest / encoders,
             "classifier_over_encoders": seconds["classifier"] / encoders,
             "engine_overhead_over_encoders": (seconds["policy"] + rest) / encoders}
@@ -259,8 +259,8 @@ def markdown(r: dict) -> str:
     o = r["overhead_batch64"]
     lines += [
         "",
-        f"Time inside `predict` at batch {w['batch_size']} (budget {format_macs(o['budget'])}), relative to encoder time "
-        f"({o['encoders_s'] * 1e3:.1f} ms):",
+        f"Time inside `predict` at batch {w['batch_size']} (budget {format_macs(o['budget'])}), "
+        f"relative to encoder time ({o['encoders_s'] * 1e3:.1f} ms):",
         "",
         f"- policy: {100 * o['policy_over_encoders']:.2f}%",
         f"- rest of the engine (glance resize, crops, grouping, exit decisions): {100 * o['rest_over_encoders']:.2f}%",

@@ -51,7 +51,8 @@ def register(subparsers) -> None:
     mode = parser.add_mutually_exclusive_group(required=True)
     mode.add_argument("--budget", type=_budget, metavar="MACS",
                       help="use the checkpoint's thresholds for this budget, e.g. 1.5G (from search-thresholds)")
-    mode.add_argument("--thresholds", type=Path, metavar="FILE", help="thresholds JSON: msgf.engine.Thresholds.to_json() or one threshold_search Result")
+    mode.add_argument("--thresholds", type=Path, metavar="FILE",
+                      help="thresholds JSON: msgf.engine.Thresholds.to_json() or one threshold_search Result")
     mode.add_argument("--anytime", action="store_true", help="run every sample for t = 1..T steps")
     parser.add_argument("--size", type=_positive, help="patch size for --anytime (default: each size in turn)")
     parser.add_argument("--batch-size", type=_positive, default=64, help="images per batch (default: 64)")

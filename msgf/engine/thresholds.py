@@ -121,7 +121,8 @@ class Thresholds:
     def check_fits(self, T: int, patch_sizes) -> None:
         """Raise ValueError unless these thresholds fit a model with T steps and `patch_sizes`."""
         if self.eta.shape != (T - 1, len(patch_sizes)):
-            raise ValueError(f"thresholds eta has shape {self.eta.shape}, the model needs ({T - 1}, {len(patch_sizes)})")
+            raise ValueError(f"thresholds eta has shape {self.eta.shape}, "
+                             f"the model needs ({T - 1}, {len(patch_sizes)})")
         if self.sizes is not None and tuple(self.sizes) != tuple(patch_sizes):
             raise ValueError(f"thresholds were searched for sizes {self.sizes}, the model has {tuple(patch_sizes)}")
 

@@ -27,10 +27,11 @@ def _children(*names: str) -> Callable[[nn.Module], nn.Module]:
     return lambda m: nn.Sequential(*(getattr(m, n) for n in names))
 
 
+_RESNET_TRUNK = _children("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
 _FAMILIES = {
-    "resnet": _Family(_children("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"), "fc", "gru"),
-    "resnext": _Family(_children("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"), "fc", "gru"),
-    "wide_resnet": _Family(_children("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"), "fc", "gru"),
+    "resnet": _Family(_RESNET_TRUNK, "fc", "gru"),
+    "resnext": _Family(_RESNET_TRUNK, "fc", "gru"),
+    "wide_resnet": _Family(_RESNET_TRUNK, "fc", "gru"),
     # torchvision's DenseNet applies the final ReLU in forward(), outside `features`.
     "densenet": _Family(lambda m: nn.Sequential(m.features, nn.ReLU(inplace=False)), "classifier", "gru"),
     "regnet": _Family(_children("stem", "trunk_output"), "fc", "gru"),

@@ -180,7 +180,8 @@ class GFNet(nn.Module):
         fmap, features = self.global_encoder(x)
         index = torch.arange(n, device=x.device)
         return self._classify(
-            step=1, index=index, features=features, fmap=_resize(fmap, self.map_side), size_index=torch.zeros_like(index),
+            step=1, index=index, features=features, fmap=_resize(fmap, self.map_side),
+            size_index=torch.zeros_like(index),
             memory=self.classifier.initial_memory(n, features),
             policy_hidden=self.policy.initial_hidden(n, features),
         )

@@ -54,8 +54,9 @@ def _count(model, run):
 
 def validate(steps, config) -> list[dict]:
     """A cached table (e.g. from a checkpoint) checked against the model config it claims to fit."""
-    expected_keys = [["glance"]] + [list(config.patch_sizes)] * (config.T - 1)
-    if not isinstance(steps, list) or [sorted(s, key=str) for s in steps] != [sorted(k, key=str) for k in expected_keys]:
+    expected_keys = [{"glance"}] + [set(config.patch_sizes)] * (config.T - 1)
+    if not isinstance(steps, list) or not all(isinstance(s, dict) for s in steps) or \
+            [set(s) for s in steps] != expected_keys:
         raise ValueError("MACs table does not match the model's T and patch sizes")
     for per_size in steps:
         for parts in per_size.values():

@@ -8,7 +8,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import msgf
 
-HEAD = {"resnet": "fc", "densenet": "classifier", "regnet": "fc", "mobilenet": "classifier", "efficientnet": "classifier"}
+HEAD = {"resnet": "fc", "densenet": "classifier", "regnet": "fc", "mobilenet": "classifier",
+        "efficientnet": "classifier"}
 FAST = ["resnet18", "densenet121", "regnet_y_400mf", "mobilenet_v3_small", "efficientnet_b0"]
 ALL = ["resnet18", "resnet34", "resnet50", "densenet121", "densenet169", "densenet201", "regnet_y_400mf",
        "regnet_y_800mf", "regnet_y_1_6gf", "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0",
