@@ -13,6 +13,7 @@ import sys
 COMMAND_MODULES = [  # each defines register(subparsers); keep one per line
     "msgf.commands.search_thresholds",
     "msgf.commands.evaluate",
+    "msgf.commands.train",
 ]
 
 

@@ -1,0 +1,121 @@
+"""Datasets and loaders for training: splits from `msgf.data`, optional in-memory caching,
+fresh procedural scenes per epoch, and the per-(stage, epoch, rank) random streams.
+
+Every random choice of training (data order, random locations and sizes, PPO sampling) draws
+from a generator seeded by `stream(seed, stage, epoch, rank, purpose)`, never from global
+state. So a run resumed at an epoch boundary replays exactly what an uninterrupted run does.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from msgf.train.presets import DataConfig
+
+_PURPOSES = {"shuffle": 0, "locations": 1, "ppo": 2, "crops": 3, "data": 4}
+
+
+def stream_seed(seed: int, stage: int, epoch: int, rank: int = 0, purpose: str = "locations") -> int:
+    """A 63-bit seed for one random stream of one epoch of one stage on one process."""
+    entropy = [int(seed), int(stage), int(epoch), int(rank), _PURPOSES[purpose]]
+    return int(np.random.SeedSequence(entropy).generate_state(2, dtype=np.uint32).astype(np.uint64)
+               .dot(np.array([1, 1 << 32], dtype=np.uint64)) & np.uint64((1 << 63) - 1))
+
+
+def generator(seed: int, stage: int, epoch: int, rank: int = 0, purpose: str = "locations") -> torch.Generator:
+    gen = torch.Generator()
+    gen.manual_seed(stream_seed(seed, stage, epoch, rank, purpose))
+    return gen
+
+
+def open_split(cfg: DataConfig, split: str, *, seed: int, num_samples: int | None, augment: bool) -> Dataset:
+    from msgf import data
+
+    if not hasattr(data, "open_dataset") and cfg.source == "synthsigns":  # TEMP until msgf.data lands
+        from msgf.data.synthsigns import SynthSigns
+        return SynthSigns(split, seed=seed, num_samples=num_samples, image_size=cfg.image_size)
+    return data.open_dataset(cfg.source, split, seed=seed, augment=augment, num_samples=num_samples,
+                             image_size=cfg.image_size)
+
+
+class InMemory(Dataset):
+    """A dataset read once: images in one uint8 (N, H, W, C) tensor, labels, boxes per sample."""
+
+    def __init__(self, dataset: Dataset, *, workers: int = 0, desc: str = "cache", progress: bool = False):
+        from tqdm.auto import tqdm
+
+        loader = DataLoader(dataset, batch_size=None, shuffle=False, num_workers=workers)
+        images, self.labels, self.boxes = None, [], []
+        for i, item in enumerate(tqdm(loader, total=len(dataset), desc=desc, unit="img", disable=not progress,
+                                      leave=False)):
+            image = torch.as_tensor(item["image"])
+            if images is None:
+                images = torch.empty((len(dataset), *image.shape), dtype=torch.uint8)
+            if image.shape != images.shape[1:]:
+                raise ValueError(f"image {i} has shape {tuple(image.shape)}, the first {tuple(images.shape[1:])}; "
+                                 f"set an image size so that a batch can be stacked")
+            images[i] = image
+            self.labels.append(int(item["label"]))
+            self.boxes.append(torch.as_tensor(item.get("boxes", torch.zeros((0, 4))), dtype=torch.float32).reshape(-1, 4))
+        self.images = images
+        self.classes = list(getattr(dataset, "classes", []))
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> dict:
+        return {"image": self.images[index], "label": self.labels[index], "boxes": self.boxes[index]}
+
+
+def collate(items: list[dict]) -> dict:
+    """images uint8 (N, H, W, C), labels (N,), boxes: list of (K_i, 4) x0, y0, x1, y1."""
+    images = [torch.as_tensor(it["image"]) for it in items]
+    if len({tuple(im.shape) for im in images}) != 1:
+        raise ValueError("images of one batch differ in size; set an image size for this data source")
+    return {"images": torch.stack(images), "labels": torch.tensor([int(it["label"]) for it in items]),
+            "boxes": [torch.as_tensor(it.get("boxes", torch.zeros((0, 4))), dtype=torch.float32).reshape(-1, 4)
+                      for it in items]}
+
+
+def loader(dataset: Dataset, *, batch_size: int, shuffle: bool, seed: int, epoch: int, rank: int, world: int,
+           workers: int, drop_last: bool) -> DataLoader:
+    """A loader over this process's shard; the shuffle depends on (seed, epoch) only."""
+    sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=shuffle, seed=seed,
+                                 drop_last=drop_last)
+    sampler.set_epoch(epoch)
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, collate_fn=collate,
+                      drop_last=drop_last, persistent_workers=False)
+
+
+class Splits:
+    """The training split (cached, fixed, or fresh every epoch) and the evaluation splits."""
+
+    def __init__(self, cfg: DataConfig, seed: int, *, progress: bool = False):
+        self.cfg, self.seed, self.progress = cfg, seed, progress
+        self._train = None
+        self._eval: dict[str, Dataset] = {}
+
+    def train(self, stage: int, epoch: int) -> Dataset:
+        cfg = self.cfg
+        if cfg.fresh_scenes:
+            # a new dataset seed per (stage, epoch): new scenes (only meaningful for synthsigns)
+            data_seed = stream_seed(self.seed, stage, epoch, 0, "data") % (1 << 31)
+            return open_split(cfg, "train", seed=data_seed, num_samples=cfg.train_samples, augment=cfg.augment)
+        if self._train is None:
+            dataset = open_split(cfg, "train", seed=self.seed, num_samples=cfg.train_samples, augment=cfg.augment)
+            self._train = InMemory(dataset, workers=cfg.cache_workers, desc="cache train", progress=self.progress) \
+                if cfg.cache else dataset
+        return self._train
+
+    def evaluation(self, which: str) -> Dataset:
+        split = {"val": self.cfg.val_split, "test": self.cfg.test_split}[which]
+        if which not in self._eval:
+            count = self.cfg.val_samples if which == "val" else self.cfg.test_samples
+            dataset = open_split(self.cfg, split, seed=self.seed, num_samples=count, augment=False)
+            self._eval[which] = InMemory(dataset, workers=self.cfg.cache_workers, desc=f"cache {which}",
+                                         progress=self.progress) if self.cfg.cache else dataset
+        return self._eval[which]
+
+    def classes(self) -> list[str]:
+        return list(getattr(self.evaluation("val"), "classes", []))

@@ -1,0 +1,571 @@
+"""The three-stage MS-GFNet training run (plus stage 0), resumable and distributed.
+
+`train(config, options)` runs the requested stages in order. After every epoch rank 0 writes
+`train_state.ckpt` (model weights, the stage's best weights so far, optimizer and scheduler
+state, position, history) atomically, so a run killed at any moment loses at most one epoch;
+after every stage it writes `stageN.ckpt` (the stage's best epoch), and at the end
+`model.ckpt`, which `msgf evaluate` reads as is, plus validation/test trajectories for
+`msgf search-thresholds`.
+
+All randomness of an epoch comes from generators seeded by (seed, stage, epoch, rank), so a
+resumed run repeats exactly what the uninterrupted run would have done (on CPU).
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from msgf import ops
+from msgf.checkpoint import read_checkpoint, save_checkpoint
+from msgf.train import distributed, ppo
+from msgf.train.data import Splits, generator, loader
+from msgf.train.log import RunLog
+from msgf.train.metrics import StepTally, evaluate_steps, image_hw
+from msgf.train.presets import TrainConfig
+
+STAGES = (0, 1, 2, 3)
+STATE_FILE = "train_state.ckpt"
+
+
+@dataclass
+class RunOptions:
+    out: Path
+    resume: bool = False
+    stages: tuple[int, ...] = STAGES
+    init: Path | None = None  # a model checkpoint (e.g. stage1.ckpt) to start from
+    device: str | None = None
+    progress: bool = True
+
+
+@dataclass
+class Position:
+    """Where the run stands: the next epoch of stages[stage_pos], and that stage's best so far."""
+
+    stage_pos: int = 0
+    epoch: int = 0
+    best_score: float | None = None
+    best_state: dict | None = None
+    optimizer: dict | None = None
+    scheduler: dict | None = None
+    history: list = field(default_factory=list)
+    results: dict = field(default_factory=dict)  # per stage: test summary at the stage's end
+
+    def to_plain(self) -> dict:
+        return {"stage_pos": self.stage_pos, "epoch": self.epoch, "best_score": self.best_score,
+                "best_state": self.best_state, "optimizer": self.optimizer, "scheduler": self.scheduler,
+                "history": self.history, "results": self.results}
+
+
+class _Stage0Net(nn.Module):
+    """f_G with FC_1 on glances and f_L with FC_2 on crops: the backbones trained from the data."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.global_encoder, self.local_encoder = model.global_encoder, model.local_encoder
+        self.glance_head, self.local_head = model.aux_heads[0], model.aux_heads[1]
+
+    def forward(self, glances, crops):
+        local = self.local_head(self.local_encoder(crops)[1])
+        return (None if glances is None else self.glance_head(self.global_encoder(glances)[1])), local
+
+
+class _LocalOnly(nn.Module):
+    """Stage 0 without the glance: only f_L and its head are trainable (and seen by DDP)."""
+
+    def __init__(self, net: _Stage0Net):
+        super().__init__()
+        self.local_encoder, self.local_head = net.local_encoder, net.local_head
+
+    def forward(self, glances, crops):
+        return None, self.local_head(self.local_encoder(crops)[1])
+
+
+def train(config: TrainConfig, options: RunOptions) -> dict:
+    trainer = Trainer(config, options)
+    try:
+        return trainer.run()
+    finally:
+        trainer.close()
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, options: RunOptions):
+        self.cfg, self.opt = config, options
+        self.out = Path(options.out)
+        self.world, self.device = distributed.init(options.device)
+        self.main = self.world.is_main
+        if self.main:
+            self.out.mkdir(parents=True, exist_ok=True)
+        distributed.barrier(self.world)
+        self.cuda = self.device.type == "cuda"
+        if not self.cuda:
+            # Fresh conv weights produce denormal activations that slow CPU training ~100x
+            # for the first steps; flushing them changes nothing measurable.
+            torch.set_flush_denormal(True)
+        self.autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) \
+            if (config.amp and self.cuda) else contextlib.nullcontext
+        self.splits = Splits(config.data, config.seed, progress=self.main and options.progress)
+        self.log = RunLog(self.out, enabled=self.main)
+        self.stages = tuple(s for s in options.stages)
+        self.state_path = self.out / STATE_FILE
+        self.position = Position()
+        self.model = self._build_model()
+
+    # ---------------------------------------------------------------------------- setup
+
+    def _build_model(self):
+        from msgf import build_model, load_checkpoint
+
+        cfg = self.cfg
+        torch.manual_seed(cfg.seed)
+        if self.opt.init is not None:
+            model = load_checkpoint(self.opt.init)
+            got = (model.config.backbone, model.config.glance_size, tuple(model.config.patch_sizes), model.config.T)
+            want = (cfg.backbone, cfg.glance_size, tuple(cfg.patch_sizes), cfg.T)
+            if got != want:
+                raise ValueError(f"--init checkpoint is (backbone, glance, sizes, T) = {got}, the config {want}")
+        else:
+            classes = self.splits.classes()
+            kwargs = {"classifier_hidden": cfg.classifier_hidden}
+            model = build_model(cfg.backbone, len(classes), cfg.glance_size, cfg.patch_sizes, cfg.T,
+                                cfg.classifier, class_names=classes, **kwargs)
+        if cfg.bn_momentum is not None:
+            for module in model.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.momentum = cfg.bn_momentum
+        model.macs_per_step()  # measured once on the meta device, cached in checkpoints
+        model = model.to(self.device)
+        if cfg.channels_last and self.cuda:
+            model = model.to(memory_format=torch.channels_last)
+        if self.opt.resume and self.state_path.exists():
+            self._load_state(model)
+        return model
+
+    def _load_state(self, model) -> None:
+        payload = read_checkpoint(self.state_path)
+        state = payload["extra"]["train_state"]
+        if state["config"] != self.cfg.to_dict() or list(state["stages"]) != list(self.stages):
+            raise ValueError(f"{self.state_path} belongs to a run with another config or stages; "
+                             f"use another --out or drop --resume")
+        model.load_state_dict(payload["state_dict"])
+        pos = state["position"]
+        self.position = Position(**pos)
+        self.log.print(f"resuming from {self.state_path}: stage {self._stage_name()} epoch {self.position.epoch}")
+
+    def _stage_name(self) -> str:
+        pos = self.position.stage_pos
+        return f"stage{self.stages[pos]}" if pos < len(self.stages) else "done"
+
+    def _save_state(self) -> None:
+        if self.main:
+            state = {"config": self.cfg.to_dict(), "stages": list(self.stages), "position": self.position.to_plain()}
+            save_checkpoint(self.model, self.state_path, train_state=state)
+        distributed.barrier(self.world)
+
+    def close(self) -> None:
+        self.log.close()
+        distributed.shutdown(self.world)
+
+    # ---------------------------------------------------------------------------- the run
+
+    def run(self) -> dict:
+        while self.position.stage_pos < len(self.stages):
+            stage = self.stages[self.position.stage_pos]
+            self._run_stage(stage)
+        return self._finish()
+
+    def _run_stage(self, stage: int) -> None:
+        scfg = getattr(self.cfg, f"stage{stage}")
+        name = f"stage{stage}"
+        pos = self.position
+        if scfg.epochs > 0:
+            net, params = self._prepare(stage)
+            optimizer, scheduler = self._optimizer(stage, params)
+            if pos.optimizer is not None:
+                optimizer.load_state_dict(pos.optimizer)
+                if scheduler is not None and pos.scheduler is not None:
+                    scheduler.load_state_dict(pos.scheduler)
+            while pos.epoch < scfg.epochs:
+                epoch = pos.epoch
+                started = time.time()
+                train_stats = self._train_epoch(stage, epoch, net, optimizer, scheduler)
+                distributed.broadcast_buffers(self.world, self.model)
+                val = self._validate(stage, epoch)
+                score = val.pop("score")
+                if pos.best_score is None or score > pos.best_score:
+                    pos.best_score = score
+                    pos.best_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+                row = {"stage": stage, "epoch": epoch, "score": score, "seconds": round(time.time() - started, 1),
+                       **{f"train_{k}": v for k, v in train_stats.items()}}
+                pos.history.append(row)
+                self.log.metrics(name, epoch, "train", train_stats)
+                self.log.metrics(name, epoch, "val", {**val, "score": score})
+                self.log.print(self._epoch_line(name, epoch, scfg.epochs, train_stats, val, score, row["seconds"]))
+                pos.epoch = epoch + 1
+                pos.optimizer = optimizer.state_dict()
+                pos.scheduler = scheduler.state_dict() if scheduler is not None else None
+                self._save_state()
+            self._unfreeze()
+            if pos.best_state is not None:
+                self.model.load_state_dict(pos.best_state)
+            if stage == 0:
+                # every focus step's auxiliary head starts from the local encoder's head
+                with torch.no_grad():
+                    for head in self.model.aux_heads[2:]:
+                        head.load_state_dict(self.model.aux_heads[1].state_dict())
+        if stage >= 1:
+            test = self._test_summary(stage)
+            pos.results[name] = test
+            self.log.metrics(name, scfg.epochs, "test", test)
+            self.log.print(format_steps(f"{name} (best epoch) on the test split", test, self.model.config))
+        if self.main:
+            save_checkpoint(self.model, self.out / f"{name}.ckpt", training={"stage": stage,
+                                                                            "best_val_score": pos.best_score})
+        self.position = Position(stage_pos=pos.stage_pos + 1, history=pos.history, results=pos.results)
+        self._save_state()
+
+    # ------------------------------------------------------------------- per-stage setup
+
+    def _freeze_all(self) -> None:
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+
+    def _unfreeze(self) -> None:
+        for p in self.model.parameters():
+            p.requires_grad_(True)
+
+    def _prepare(self, stage: int):
+        """The module to train (DDP-wrapped in distributed runs) and its parameter groups."""
+        m = self.model
+        self._freeze_all()
+        if stage == 0:
+            module = _Stage0Net(m)
+            if not self.cfg.stage0.train_glance:  # f_G and FC_1 wait for stage I
+                module = _LocalOnly(module)
+            groups = [{"params": list(module.parameters())}]
+        elif stage in (1, 3):
+            module = m
+            groups = [{"params": list(m.global_encoder.parameters()) + list(m.local_encoder.parameters()),
+                       "name": "encoders"},
+                      {"params": list(m.classifier.parameters()) + list(m.aux_heads.parameters()),
+                       "name": "classifier"}]
+        else:
+            module = m.policy
+            groups = [{"params": list(m.policy.parameters())}]
+        for group in groups:
+            for p in group["params"]:
+                p.requires_grad_(True)
+        if self.world.distributed and stage != 2:
+            # stage II replays pi's recurrence several times per update: gradients are
+            # averaged explicitly there (distributed.average_gradients)
+            module = nn.parallel.DistributedDataParallel(
+                module, device_ids=[self.device.index] if self.cuda else None)
+        return module, groups
+
+    def _optimizer(self, stage: int, groups):
+        cfg = getattr(self.cfg, f"stage{stage}")
+        if stage == 2:
+            return torch.optim.Adam(groups[0]["params"], lr=cfg.lr), None
+        if stage == 0:
+            param_groups = [{"params": groups[0]["params"], "lr": cfg.lr}]
+        else:
+            param_groups = [{"params": groups[0]["params"], "lr": cfg.lr_encoders},
+                            {"params": groups[1]["params"], "lr": cfg.lr_classifier}]
+        optimizer = torch.optim.SGD(param_groups, momentum=cfg.momentum, nesterov=True,
+                                    weight_decay=cfg.weight_decay)
+        steps = cfg.epochs * self._iterations(stage)
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(steps, 1))
+        return optimizer, scheduler
+
+    def _iterations(self, stage: int) -> int:
+        return len(self._train_loader(stage, 0))
+
+    def _train_loader(self, stage: int, epoch: int):
+        data = self.cfg.data
+        dataset = self.splits.train(stage, epoch)
+        return loader(dataset, batch_size=data.batch_size, shuffle=True,
+                      seed=generator_seed(self.cfg.seed, stage), epoch=epoch, rank=self.world.rank,
+                      world=self.world.size, workers=data.workers, drop_last=True)
+
+    # ---------------------------------------------------------------------- training epochs
+
+    def _train_epoch(self, stage, epoch, net, optimizer, scheduler) -> dict:
+        batches = self._train_loader(stage, epoch)
+        if len(batches) == 0:
+            raise ValueError(f"the training split has fewer samples than one batch per process "
+                             f"({self.cfg.data.batch_size} x {self.world.size})")
+        bar = tqdm(batches, desc=f"stage{stage} epoch {epoch + 1}", unit="batch", leave=False,
+                   disable=not (self.main and self.opt.progress))
+        gen = generator(self.cfg.seed, stage, epoch, self.world.rank, "locations")
+        sums: dict[str, float] = {}
+        for batch in bar:
+            images = batch["images"].to(self.device, non_blocking=True)
+            labels = batch["labels"].to(self.device, non_blocking=True)
+            if stage == 0:
+                stats = self._stage0_step(net, optimizer, images, labels, batch["boxes"], gen)
+            elif stage == 2:
+                stats = self._stage2_step(optimizer, images, labels, gen)
+            else:
+                stats = self._supervised_step(stage, net, optimizer, images, labels, gen)
+            if scheduler is not None:
+                scheduler.step()
+            for k, v in stats.items():
+                sums[k] = sums.get(k, 0.0) + v
+            bar.set_postfix({k: f"{v:.3f}" for k, v in stats.items() if k in ("loss", "reward")})
+        return {k: v / len(batches) for k, v in sums.items()}
+
+    def _stage0_step(self, net, optimizer, images, labels, boxes, gen) -> dict:
+        cfg, s0, m = self.cfg, self.cfg.stage0, self.model
+        net.train()
+        size = self._stage0_crop_size(gen)
+        crop_boxes = torch.cat([training_crops(boxes, size, image_hw(images), gen, s0.object_crops)
+                                for _ in range(s0.crops_per_image)]).to(self.device)
+        crop_labels = labels.repeat(s0.crops_per_image)
+        with self.autocast():
+            crops = ops.crop_resize(images, crop_boxes, size, mean=m.config.mean, std=m.config.std).patches[0]
+            glances = ops.glance(images, cfg.glance_size, mean=m.config.mean, std=m.config.std) \
+                if s0.train_glance else None
+            if cfg.channels_last and self.cuda:
+                crops = crops.contiguous(memory_format=torch.channels_last)
+                glances = None if glances is None else glances.contiguous(memory_format=torch.channels_last)
+            glance_logits, local_logits = net(glances, crops)
+            local_loss = F.cross_entropy(local_logits.float(), crop_labels)
+            glance_loss = F.cross_entropy(glance_logits.float(), labels) if glance_logits is not None \
+                else torch.zeros(())
+        loss = glance_loss + local_loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return {"loss": float(loss.detach()), "glance_loss": float(glance_loss.detach()),
+                "local_loss": float(local_loss.detach())}
+
+    def _stage0_crop_size(self, gen) -> int:
+        sizes = self.cfg.patch_sizes
+        if self.cfg.stage0.crop_sizes == "smallest":
+            return sizes[0]
+        return sizes[int(torch.randint(len(sizes), (1,), generator=gen))]
+
+    def _supervised_step(self, stage, net, optimizer, images, labels, gen) -> dict:
+        cfg, m = self.cfg, self.model
+        scfg = getattr(cfg, f"stage{stage}")
+        n, steps = len(labels), cfg.T - 1
+        sizes = torch.tensor(cfg.patch_sizes)[torch.randint(len(cfg.patch_sizes), (n, steps), generator=gen)]
+        # stage I: uniformly random locations; stage III: the (fixed) policy's means
+        locs = torch.rand((n, steps, 2), generator=gen).to(self.device) if stage == 1 else None
+        m.train()
+        with self.autocast():
+            states = net(images, sizes, locs)
+            losses = [F.cross_entropy(s.logits.float(), labels)
+                      + scfg.aux_weight * F.cross_entropy(m.aux_logits(s).float(), labels) for s in states]
+            loss = torch.stack(losses).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        with torch.no_grad():
+            last_acc = float((states[-1].logits.argmax(1) == labels).float().mean())
+        return {"loss": float(loss.detach()), "accuracy_last_step": last_acc}
+
+    def _stage2_step(self, optimizer, images, labels, gen) -> dict:
+        cfg, m = self.cfg, self.model
+        n, steps = len(labels), cfg.T - 1
+        sizes = torch.tensor(cfg.patch_sizes)[torch.randint(len(cfg.patch_sizes), (n, steps), generator=gen)]
+        m.eval()  # encoders and classifier frozen, BatchNorm statistics included
+        rollout = ppo.collect_rollout(m, images, labels, sizes.to(self.device), cfg.stage2, gen, self.autocast)
+        m.policy.train()
+        stats = ppo.ppo_update(m.policy, optimizer, rollout, cfg.stage2, m.config.location_std, gen,
+                               distributed.average_gradients(self.world))
+        stats["reward"] = float(rollout.rewards.sum(0).mean())
+        return stats
+
+    # ---------------------------------------------------------------------------- evaluation
+
+    def _eval_batches(self, which: str):
+        dataset = self.splits.evaluation(which)
+        # every process evaluates its own interleaved shard; the sums are all-reduced
+        shard = torch.utils.data.Subset(dataset, range(self.world.rank, len(dataset), self.world.size))
+        from msgf.train.data import collate
+
+        return torch.utils.data.DataLoader(shard, batch_size=self.cfg.data.eval_batch_size, shuffle=False,
+                                           num_workers=self.cfg.data.workers, collate_fn=collate)
+
+    def _steps_summary(self, which: str, sources, seed_stage: int) -> dict:
+        batches = self._eval_batches(which)
+        gen = generator(self.cfg.seed, 100 + seed_stage, 0, self.world.rank, "locations")
+        with tqdm(total=len(batches), desc=f"evaluate {which}", unit="batch", leave=False,
+                  disable=not (self.main and self.opt.progress)) as bar:
+            tally = evaluate_steps(self.model, batches, device=self.device, generator=gen, autocast=self.autocast,
+                                   sources=sources, progress=bar)
+        total = StepTally(self.cfg.T, self.cfg.patch_sizes)
+        total.load_tensor(distributed.all_reduce_sum(self.world, tally.as_tensor()))
+        return total.summary()
+
+    def _validate(self, stage: int, epoch: int) -> dict:
+        if stage == 0:
+            return self._validate_stage0()
+        sources = {1: ("random",), 2: ("policy", "random"), 3: ("policy",)}[stage]
+        summary = self._steps_summary("val", sources, stage)
+        curve = summary["accuracy_random" if stage == 1 else "accuracy_policy"]
+        # the best epoch has the highest accuracy averaged over steps and patch sizes
+        summary["score"] = sum(curve) / len(curve)
+        return summary
+
+    @torch.no_grad()
+    def _validate_stage0(self) -> dict:
+        cfg, m = self.cfg, self.model
+        m.eval()
+        size = cfg.patch_sizes[0] if cfg.stage0.crop_sizes == "smallest" else cfg.patch_sizes[len(cfg.patch_sizes) // 2]
+        sums = torch.zeros(3, dtype=torch.float64)
+        for batch in self._eval_batches("val"):
+            images, labels = batch["images"].to(self.device), batch["labels"].to(self.device)
+            boxes = centred_crops(batch["boxes"], size, image_hw(images)).to(self.device)
+            with self.autocast():
+                glances = ops.glance(images, cfg.glance_size, mean=m.config.mean, std=m.config.std)
+                crops = ops.crop_resize(images, boxes, size, mean=m.config.mean, std=m.config.std).patches[0]
+                g = m.aux_heads[0](m.global_encoder(glances)[1]).argmax(1)
+                c = m.aux_heads[1](m.local_encoder(crops)[1]).argmax(1)
+            sums += torch.tensor([float((g == labels).sum()), float((c == labels).sum()), len(labels)],
+                                 dtype=torch.float64)
+        sums = distributed.all_reduce_sum(self.world, sums)
+        glance_acc, crop_acc = float(sums[0] / sums[2]), float(sums[1] / sums[2])
+        m.train()
+        result = {f"object_crop_accuracy_{size}": crop_acc, "score": crop_acc}
+        if cfg.stage0.train_glance:
+            result.update(glance_accuracy=glance_acc, score=(glance_acc + crop_acc) / 2)
+        return result
+
+    def _test_summary(self, stage: int) -> dict:
+        return self._steps_summary("test", ("policy", "random"), 50 + stage)
+
+    def _epoch_line(self, name, epoch, epochs, train_stats, val, score, seconds) -> str:
+        parts = [f"{name} epoch {epoch + 1}/{epochs} ({seconds:.0f}s)"]
+        parts += [f"{k} {v:.4f}" for k, v in train_stats.items() if k in ("loss", "reward")]
+        if "accuracy_policy" in val:
+            for key in ("accuracy_random", "accuracy_policy"):
+                if any(val[key]):
+                    parts.append(f"val {key.split('_')[1]} acc/step " + " ".join(f"{a:.3f}" for a in val[key]))
+            for key in ("hit_rate_policy", "hit_rate_random"):
+                if val[key] and val[key][0] is not None and any(val[key]):
+                    parts.append(f"{key.replace('_rate', '')} " + " ".join(f"{h:.3f}" for h in val[key]))
+        else:
+            parts += [f"val {k} {v:.4f}" for k, v in val.items()]
+        parts.append(f"score {score:.4f}")
+        return " | ".join(parts)
+
+    # ------------------------------------------------------------------------------ the end
+
+    def _finish(self) -> dict:
+        from threshold_search import format_macs
+
+        m = self.model.eval()
+        table = m.macs_table()
+        summary = {"config": self.cfg.to_dict(), "stages": list(self.stages), "results": self.position.results,
+                   "macs_table": {str(k): v for k, v in table.items()}, "history": self.position.history,
+                   "world_size": self.world.size}
+        last = f"stage{self.stages[-1]}" if self.stages else None
+        if self.main:
+            self.log.print("MACs per step: " + "  ".join(
+                f"{k}: {format_macs(v)}" for k, v in table.items()))
+            if last in self.position.results:
+                self.log.print(format_steps(f"final ({last}) on the test split", self.position.results[last],
+                                            m.config))
+            save_checkpoint(m, self.out / "model.ckpt", training=_plain_json(summary))
+            if self.cfg.export_trajectories and last is not None and last != "stage0":
+                from msgf.engine import export_trajectories
+
+                for which in ("val", "test"):
+                    export_trajectories(m, _unsharded(self, which), self.out / f"{which}_trajectories.npz",
+                                        progress=self.opt.progress)
+            (self.out / "summary.json").write_text(json.dumps(_plain_json(summary), indent=2) + "\n")
+            self.log.print(f"wrote {self.out / 'model.ckpt'}")
+        distributed.barrier(self.world)
+        return summary
+
+
+def _unsharded(trainer: Trainer, which: str):
+    from msgf.train.data import collate
+
+    return torch.utils.data.DataLoader(trainer.splits.evaluation(which), batch_size=trainer.cfg.data.eval_batch_size,
+                                       shuffle=False, num_workers=trainer.cfg.data.workers, collate_fn=collate)
+
+
+def generator_seed(seed: int, stage: int) -> int:
+    from msgf.train.data import stream_seed
+
+    return stream_seed(seed, stage, 0, 0, "shuffle") % (1 << 31)
+
+
+def training_crops(boxes: list, size: int, hw: tuple[int, int], gen: torch.Generator, object_crops: bool):
+    """(B, 5) crop boxes of side `size`: containing an object box (random offset) where the
+    sample has one and object_crops is set, anywhere in the image otherwise."""
+    height, width = hw
+    rows = []
+    for b, sample_boxes in enumerate(boxes):
+        top_range, left_range = (0, height - size), (0, width - size)
+        if object_crops and len(sample_boxes):
+            pick = int(torch.randint(len(sample_boxes), (1,), generator=gen))
+            x0, y0, x1, y1 = (float(v) for v in sample_boxes[pick])
+            left_range = _containing(x0, x1, size, width)
+            top_range = _containing(y0, y1, size, height)
+        top = int(torch.randint(top_range[0], top_range[1] + 1, (1,), generator=gen))
+        left = int(torch.randint(left_range[0], left_range[1] + 1, (1,), generator=gen))
+        rows.append([b, left, top, left + size, top + size])
+    return torch.tensor(rows, dtype=torch.float32)
+
+
+def _containing(lo: float, hi: float, size: int, extent: int) -> tuple[int, int]:
+    """Start positions of a window of `size` in [0, extent) that contains [lo, hi]."""
+    first, last = max(0, math.ceil(hi) - size), min(int(math.floor(lo)), extent - size)
+    if first > last:  # the object is larger than the window: centre on it
+        start = int(min(max(round((lo + hi) / 2 - size / 2), 0), extent - size))
+        return start, start
+    return first, last
+
+
+def centred_crops(boxes: list, size: int, hw: tuple[int, int]):
+    """(B, 5) crop boxes centred on the first object box, or on the image centre without one."""
+    height, width = hw
+    rows = []
+    for b, sample_boxes in enumerate(boxes):
+        if len(sample_boxes):
+            x0, y0, x1, y1 = (float(v) for v in sample_boxes[0])
+            cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        else:
+            cx, cy = width / 2, height / 2
+        left = int(min(max(round(cx - size / 2), 0), width - size))
+        top = int(min(max(round(cy - size / 2), 0), height - size))
+        rows.append([b, left, top, left + size, top + size])
+    return torch.tensor(rows, dtype=torch.float32)
+
+
+def format_steps(title: str, summary: dict, config) -> str:
+    """Accuracy at each step t (per patch size) and hit rates, policy vs random locations."""
+    lines = [f"{title} ({summary['num_samples']} images, {summary['num_with_box']} with a box):"]
+    steps = "  ".join(f"t={t}" for t in range(1, config.T + 1))
+    lines.append(f"  {'patch':>6} {'locations':>9}  accuracy per step ({steps})    hit rate per focus step")
+    for size, entry in summary["sizes"].items():
+        for source in ("policy", "random"):
+            acc = " ".join(f"{a:.4f}" for a in entry[f"accuracy_{source}"])
+            hits = entry[f"hit_rate_{source}"]
+            hit = " ".join("  -   " if h is None else f"{h:.4f}" for h in hits)
+            lines.append(f"  {size:>6} {source:>9}  {acc}    {hit}")
+    return "\n".join(lines)
+
+
+def _plain_json(value):
+    if isinstance(value, dict):
+        return {str(k): _plain_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain_json(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

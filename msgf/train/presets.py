@@ -1,0 +1,269 @@
+"""Training recipes as data: one `TrainConfig` per preset, overridable from the command line.
+
+Every hyperparameter of every stage lives here, named; the stages read them from the config
+and never hard-code their own. `preset(name, **overrides)` returns a validated config.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    source: str = "synthsigns"  # "synthsigns", a manifest file or an ImageFolder directory
+    image_size: tuple[int, int] | None = None  # (H, W) where the source makes or resizes images
+    train_samples: int | None = None  # None: the whole split
+    val_samples: int | None = None
+    test_samples: int | None = None
+    val_split: str = "val"
+    test_split: str = "test"
+    augment: bool = True  # the data source's own train-time augmentation
+    cache: bool = False  # decode/render the training split once and keep it in memory
+    fresh_scenes: bool = False  # synthsigns: new scenes every epoch (a new dataset seed per epoch)
+    batch_size: int = 32  # per process
+    eval_batch_size: int = 64
+    workers: int = 0  # DataLoader processes
+    cache_workers: int = 2  # processes that decode/render the splits kept in memory
+
+
+@dataclass(frozen=True)
+class Stage0Config:
+    """Backbone training from scratch: f_G on glances, f_L on full-resolution crops."""
+
+    epochs: int = 0
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-5
+    # Where a sample carries an object box, its crop contains the box (at a random offset);
+    # otherwise (no box, e.g. EMPTY scenes or ImageNet) the crop lies anywhere.
+    object_crops: bool = True
+    crops_per_image: int = 1  # crops of each image per step (crops are cheap next to decoding)
+    crop_sizes: str = "all"  # "all": a random patch size per step; "smallest": the smallest only
+    train_glance: bool = True  # also train f_G on glances (useless where the glance cannot see the class)
+
+
+@dataclass(frozen=True)
+class Stage1Config:
+    """f_G, f_L, f_C on random locations and uniformly random patch sizes."""
+
+    epochs: int = 5
+    lr_classifier: float = 0.1  # f_C and the auxiliary heads FC_t
+    lr_encoders: float = 0.01  # f_G and f_L
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    aux_weight: float = 1.0  # lambda in mean_t [CE(p_t, y) + lambda * CE(FC_t(e_t), y)]
+
+
+@dataclass(frozen=True)
+class Stage2Config:
+    """PPO on pi with f_G, f_L, f_C frozen (design.md section 1, CleanRL style)."""
+
+    epochs: int = 3
+    lr: float = 3e-4  # Adam
+    gamma: float = 0.7  # discount over focus steps
+    clip: float = 0.2  # epsilon of the clipped surrogate
+    value_coef: float = 0.5  # c1
+    entropy_coef: float = 0.01  # c2
+    update_epochs: int = 4  # passes over each rollout batch
+    minibatches: int = 2  # per rollout batch
+    max_grad_norm: float = 0.5
+    normalize_advantages: bool = True
+    reward: str = "contrastive"  # or "increments"
+    reward_samples: int = 1  # random crops averaged for the contrastive baseline
+
+
+@dataclass(frozen=True)
+class Stage3Config:
+    """f_G, f_L, f_C fine-tuned on the policy's (mean) locations, pi fixed."""
+
+    epochs: int = 2
+    lr_classifier: float = 0.01
+    lr_encoders: float = 0.001
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    aux_weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    backbone: str = "mobilenet_v3_small"
+    glance_size: int = 96
+    patch_sizes: tuple[int, ...] = (64, 96, 128)
+    T: int = 3
+    classifier: str | None = None  # None: the family's default (gru / fc)
+    classifier_hidden: int = 1024
+    bn_momentum: float | None = 0.1  # None keeps torchvision's (0.01 for MobileNet-V3 lags, design.md 7)
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    stage0: Stage0Config = field(default_factory=Stage0Config)
+    stage1: Stage1Config = field(default_factory=Stage1Config)
+    stage2: Stage2Config = field(default_factory=Stage2Config)
+    stage3: Stage3Config = field(default_factory=Stage3Config)
+    amp: bool = False  # CUDA only: autocast (bf16) for the encoders
+    channels_last: bool = False  # CUDA only
+    export_trajectories: bool = True  # write val/test trajectories for msgf search-thresholds
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "patch_sizes", tuple(sorted(int(s) for s in self.patch_sizes)))
+        if self.T < 2:
+            raise ValueError("T must be at least 2 (a glance and one focus step)")
+        if self.stage2.reward not in ("contrastive", "increments"):
+            raise ValueError(f"reward must be 'contrastive' or 'increments', got {self.stage2.reward!r}")
+        if self.stage0.crop_sizes not in ("all", "smallest") or self.stage0.crops_per_image < 1:
+            raise ValueError("stage0.crop_sizes must be 'all' or 'smallest' and crops_per_image >= 1")
+        if self.stage2.reward_samples < 1:
+            raise ValueError("reward_samples must be >= 1")
+        if self.data.image_size is not None:
+            object.__setattr__(self.data, "image_size", tuple(int(v) for v in self.data.image_size))
+
+    def to_dict(self) -> dict:
+        return _plain(asdict(self))
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        parts = {"data": DataConfig, "stage0": Stage0Config, "stage1": Stage1Config, "stage2": Stage2Config,
+                 "stage3": Stage3Config}
+        kwargs = {}
+        for key, value in values.items():
+            if key in parts:
+                value = parts[key](**{k: tuple(v) if isinstance(v, list) else v for k, v in value.items()})
+            elif isinstance(value, list):
+                value = tuple(value)
+            kwargs[key] = value
+        return cls(**kwargs)
+
+
+def _plain(value):
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+# ------------------------------------------------------------------------------ the presets
+
+def _smoke() -> TrainConfig:
+    # Every stage, a few hundred small scenes: under 3 minutes on 2 CPU cores.
+    return TrainConfig(
+        backbone="mobilenet_v3_small", glance_size=64, patch_sizes=(48, 64), T=3,
+        data=DataConfig(image_size=(240, 320), train_samples=256, val_samples=96, test_samples=96,
+                        batch_size=32, cache=True),
+        stage0=Stage0Config(epochs=2),
+        stage1=Stage1Config(epochs=2),
+        stage2=Stage2Config(epochs=2),
+        stage3=Stage3Config(epochs=1),
+    )
+
+
+def _cpu_demo() -> TrainConfig:
+    # The built-in scenes at 480x640: a 96 px glance shrinks a 10-29 px sign to 2-6 px (where,
+    # not which); a 64-128 px full-resolution patch holds it whole. About 15 min on 2 cores.
+    return TrainConfig(
+        backbone="mobilenet_v3_small", glance_size=96, patch_sizes=(64, 96, 128), T=3,
+        data=DataConfig(image_size=(480, 640), train_samples=2400, val_samples=400, test_samples=600,
+                        batch_size=32, cache=True),
+        # f_L must learn to read 5-14 px digits from scratch: about 1200 SGD steps on 64 px
+        # crops (measured); the glance cannot see the class here, so f_G waits for stage I.
+        stage0=Stage0Config(epochs=16, lr=0.04, crops_per_image=2, crop_sizes="smallest", train_glance=False),
+        stage1=Stage1Config(epochs=4, lr_classifier=0.05, lr_encoders=0.01),
+        stage2=Stage2Config(epochs=4),
+        stage3=Stage3Config(epochs=2),
+    )
+
+
+def _paper() -> TrainConfig:
+    # Appendix A: pretrained encoders (stage 0 fine-tunes), SGD + Nesterov + cosine, PPO as in
+    # design.md. ResNet/DenseNet/RegNet family: GRU classifier; the per-family split follows in
+    # `paper_for_backbone`.
+    return TrainConfig(
+        backbone="resnet50", glance_size=96, patch_sizes=(96, 128, 160), T=4, bn_momentum=None,
+        data=DataConfig(source="", batch_size=64, workers=8, eval_batch_size=128),
+        stage0=Stage0Config(epochs=0, lr=0.01, object_crops=False),
+        stage1=Stage1Config(epochs=60, lr_classifier=0.1, lr_encoders=0.01, weight_decay=1e-4),
+        stage2=Stage2Config(epochs=15),
+        stage3=Stage3Config(epochs=10, lr_classifier=0.01, lr_encoders=0.001),
+    )
+
+
+def paper_for_backbone(backbone: str) -> TrainConfig:
+    """The appendix hyperparameters for a backbone family."""
+    base = replace(_paper(), backbone=backbone)
+    if backbone.startswith(("mobilenet", "efficientnet")):
+        # Light families: linear cascade f_C, Adam-free SGD with a larger classifier rate and
+        # lower weight decay, as the appendix lists for MobileNet-V3/EfficientNet.
+        return replace(base, classifier="fc", glance_size=96, patch_sizes=(96, 128, 160),
+                       stage1=replace(base.stage1, lr_classifier=0.1, lr_encoders=0.01, weight_decay=4e-5),
+                       stage3=replace(base.stage3, weight_decay=4e-5))
+    if backbone.startswith("densenet"):
+        return replace(base, stage1=replace(base.stage1, lr_encoders=0.005))
+    if backbone.startswith("regnet"):
+        return replace(base, stage1=replace(base.stage1, weight_decay=5e-5))
+    return base
+
+
+def _imagenet(side: int) -> TrainConfig:
+    # High-resolution ImageNet (datasets/imagenet_hr): ResNet-50, 96 px glance, focus sizes
+    # around 160/192 at 384 px (scaled by side/384 at 480 px).
+    scale = side / 384
+    sizes = tuple(int(round(s * scale / 16) * 16) for s in (128, 160, 192))
+    return replace(_paper(), backbone="resnet50", glance_size=96, patch_sizes=sizes, T=4,
+                   data=DataConfig(source="", image_size=(side, side), batch_size=64, workers=8,
+                                   eval_batch_size=128))
+
+
+def _sts() -> TrainConfig:
+    # Swedish Traffic Signs speed-limit task (datasets/sts): 960x1280 road scenes, ResNet-18,
+    # 192 px focus patches (the attention-sampling setting), 96 px glance.
+    return TrainConfig(
+        backbone="resnet18", glance_size=96, patch_sizes=(128, 160, 192), T=4, bn_momentum=None,
+        data=DataConfig(source="", image_size=(960, 1280), batch_size=32, workers=8, eval_batch_size=64),
+        stage0=Stage0Config(epochs=30, lr=0.01, object_crops=True),
+        stage1=Stage1Config(epochs=60, lr_classifier=0.05, lr_encoders=0.005),
+        stage2=Stage2Config(epochs=15),
+        stage3=Stage3Config(epochs=10, lr_classifier=0.005, lr_encoders=0.0005),
+    )
+
+
+PRESETS = {
+    "smoke": _smoke,
+    "cpu-demo": _cpu_demo,
+    "paper": _paper,
+    "imagenet-384": lambda: _imagenet(384),
+    "imagenet-480": lambda: _imagenet(480),
+    "sts": _sts,
+}
+
+
+def preset(name: str, **overrides) -> TrainConfig:
+    """The config of preset `name` with top-level fields or "stageN.field"/"data.field" replaced."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}")
+    config = PRESETS[name]()
+    if name == "paper" and "backbone" in overrides:
+        config = paper_for_backbone(overrides["backbone"])
+    return override(config, **overrides)
+
+
+def override(config: TrainConfig, **overrides) -> TrainConfig:
+    top, nested = {}, {}
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        part, dot, name = key.partition(".")
+        if dot:
+            nested.setdefault(part, {})[name] = value
+        else:
+            top[key] = value
+    for part, values in nested.items():
+        sub = getattr(config, part)
+        known = {f.name for f in fields(sub)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown {part} settings {unknown}")
+        top[part] = replace(sub, **values)
+    known = {f.name for f in fields(config)}
+    unknown = sorted(set(top) - known)
+    if unknown:
+        raise ValueError(f"unknown settings {unknown}")
+    return replace(config, **top)

@@ -1,0 +1,127 @@
+"""Whole training runs on tiny scenes: outputs, determinism, kill-and-resume, 2-process DDP."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from msgf.checkpoint import load_checkpoint, read_checkpoint
+from msgf.cli import main as msgf_main
+
+TINY = ["--preset", "smoke", "--image-size", "64x96", "--glance", "32", "--sizes", "32,48", "--T", "3",
+        "--train-samples", "48", "--val-samples", "24", "--test-samples", "24", "--batch-size", "16",
+        "--no-progress"]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+
+
+def _train(out: Path, *extra: str, env=ENV, **popen):
+    command = [sys.executable, "-m", "msgf", "train", *TINY, "--out", str(out), *extra]
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
+
+
+def _weights(path: Path) -> dict:
+    return read_checkpoint(path)["state_dict"]
+
+
+def _assert_same_weights(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    different = [k for k in a if not torch.equal(a[k], b[k])]
+    assert not different, f"{len(different)} tensors differ, e.g. {different[:3]}"
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory):
+    """Every stage, one epoch each, in a subprocess (as a user runs it)."""
+    out = tmp_path_factory.mktemp("full")
+    proc = _train(out, "--epochs", "1,1,1,1")
+    output, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, output
+    return out, output
+
+
+def test_full_run_writes_what_evaluate_and_search_thresholds_take(full_run, tmp_path):
+    out, output = full_run
+    for name in ("stage0.ckpt", "stage1.ckpt", "stage2.ckpt", "stage3.ckpt", "model.ckpt", "log.csv",
+                 "summary.json", "val_trajectories.npz", "test_trajectories.npz", "train_state.ckpt"):
+        assert (out / name).exists(), name
+    assert "MACs per step" in output and "t=1" in output and "hit rate" in output
+    model = load_checkpoint(out / "model.ckpt")
+    assert model.config.patch_sizes == (32, 48) and model.config.T == 3
+    summary = json.loads((out / "summary.json").read_text())
+    final = summary["results"]["stage3"]
+    assert len(final["accuracy_policy"]) == 3 and len(final["hit_rate_random"]) == 2
+    assert final["num_samples"] == 24
+    log = (out / "log.csv").read_text().splitlines()
+    assert log[0] == "time,stage,epoch,split,key,value"
+    assert any(",stage2,0,val,hit_rate_policy[0]," in line for line in log)
+
+    report = tmp_path / "eval.json"
+    assert msgf_main(["evaluate", str(out / "model.ckpt"), "--data", "synthsigns", "--image-size", "64x96",
+                      "--num-samples", "8", "--anytime", "--no-progress", "--out", str(report)]) == 0
+    assert json.loads(report.read_text())["mode"] == "anytime"
+    budget = str(int(model.path_macs([32])))
+    assert msgf_main(["search-thresholds", "--trajectories", str(out / "val_trajectories.npz"),
+                      "--test", str(out / "test_trajectories.npz"), "--budget", budget,
+                      "--method", "geometric", "--out", str(tmp_path / "thr.json")]) == 0
+
+
+def test_same_seed_same_result_and_resume_after_sigkill(full_run, tmp_path):
+    reference, _ = full_run
+    out = tmp_path / "killed"
+    proc = _train(out, "--epochs", "1,1,1,1", "--no-trajectories")
+    state_file = out / "train_state.ckpt"
+    killed_at = None
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if state_file.exists():
+            try:
+                position = read_checkpoint(state_file)["extra"]["train_state"]["position"]
+            except Exception:  # being replaced right now
+                position = None
+            if position is not None and position["stage_pos"] >= 1:  # stage 0 done, a later stage running
+                proc.send_signal(signal.SIGKILL)
+                killed_at = position
+                break
+        time.sleep(0.02)
+    proc.communicate(timeout=60)
+    assert killed_at is not None, "the run finished before it could be killed"
+    assert killed_at["stage_pos"] < 4 and not (out / "model.ckpt").exists()
+
+    resumed = _train(out, "--epochs", "1,1,1,1", "--no-trajectories", "--resume")
+    output, _ = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, output
+    assert "resuming from" in output
+    # the interrupted-and-resumed run ends exactly where the uninterrupted one (same seed) did
+    _assert_same_weights(_weights(out / "model.ckpt"), _weights(reference / "model.ckpt"))
+    history = read_checkpoint(out / "train_state.ckpt")["extra"]["train_state"]["position"]["history"]
+    assert [(row["stage"], row["epoch"]) for row in history] == [(0, 0), (1, 0), (2, 0), (3, 0)]
+
+
+def test_resume_refuses_another_config(full_run, tmp_path):
+    out = tmp_path / "other"
+    proc = _train(out, "--epochs", "1,0,0,0", "--no-trajectories")
+    assert proc.communicate(timeout=300)[1] is None and proc.returncode == 0
+    proc = _train(out, "--epochs", "2,0,0,0", "--no-trajectories", "--resume")
+    output, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 2 and "another config" in output
+
+
+def test_two_process_gloo_run_ends_with_identical_weights(tmp_path):
+    worker = Path(__file__).with_name("ddp_worker.py")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(worker),
+               str(tmp_path), *TINY, "--epochs", "1,1,1,1", "--no-trajectories"]
+    proc = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    _assert_same_weights(rank0, rank1)
+    # and training moved them: the checkpoint rank 0 wrote holds the same trained weights
+    _assert_same_weights(rank0, _weights(tmp_path / "model.ckpt"))
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["results"]["stage3"]["num_samples"] == 24

@@ -1,0 +1,84 @@
+"""Presets, the hit rate, training crops and the per-epoch random streams."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from msgf.train.data import generator, stream_seed
+from msgf.train.loop import _containing, centred_crops, training_crops
+from msgf.train.metrics import patch_hits
+from msgf.train.presets import PRESETS, TrainConfig, paper_for_backbone, preset
+
+
+def test_presets_build_and_round_trip():
+    for name in PRESETS:
+        config = PRESETS[name]()
+        assert TrainConfig.from_dict(config.to_dict()) == config
+    demo = preset("cpu-demo")
+    assert demo.data.image_size == (480, 640) and demo.backbone == "mobilenet_v3_small"
+    assert max(demo.patch_sizes) < 480
+    assert preset("imagenet-384").backbone == "resnet50" and 160 in preset("imagenet-384").patch_sizes
+    sts = preset("sts")
+    assert sts.backbone == "resnet18" and 192 in sts.patch_sizes and sts.data.image_size == (960, 1280)
+
+
+def test_preset_overrides_nested_and_rejects_unknown():
+    config = preset("smoke", T=4, patch_sizes=(64, 32), **{"stage2.reward": "increments", "data.batch_size": 8})
+    assert config.T == 4 and config.patch_sizes == (32, 64)
+    assert config.stage2.reward == "increments" and config.data.batch_size == 8
+    assert preset("smoke", seed=None).seed == 0  # None means "keep the preset's"
+    with pytest.raises(ValueError, match="unknown stage2"):
+        preset("smoke", **{"stage2.gama": 0.5})
+    with pytest.raises(ValueError, match="reward"):
+        preset("smoke", **{"stage2.reward": "other"})
+    with pytest.raises(ValueError, match="unknown preset"):
+        preset("nope")
+
+
+def test_paper_preset_per_family():
+    assert paper_for_backbone("mobilenet_v3_large").classifier == "fc"
+    assert paper_for_backbone("resnet50").classifier is None  # the family default: GRU
+    assert preset("paper", backbone="densenet121").stage1.lr_encoders < preset("paper").stage1.lr_encoders
+    assert preset("paper").stage2.gamma == 0.7 and preset("paper").stage2.clip == 0.2
+
+
+def test_patch_hits_hand_example():
+    # 100 x 200 image, 50 px patches. loc (0, 0): patch x 0..50, y 0..50.
+    # loc (1, 1): top = floor(1 * (100 - 50)) = 50, left = floor(1 * (200 - 50)) = 150 -> x 150..200, y 50..100.
+    # loc (0.5, 0.5): top 25, left 75 -> x 75..125, y 25..75.
+    locs = torch.tensor([[0.0, 0.0], [0.0, 0.0], [1.0, 1.0], [0.5, 0.5], [0.5, 0.5], [0.0, 0.0]])
+    boxes = [
+        torch.tensor([[40.0, 40.0, 60.0, 60.0]]),  # overlaps the corner patch
+        torch.tensor([[50.0, 0.0, 60.0, 10.0]]),  # touches its right edge only: zero area, no hit
+        torch.tensor([[10.0, 10.0, 20.0, 20.0], [149.0, 99.0, 151.0, 120.0]]),  # second box overlaps
+        torch.tensor([[0.0, 0.0, 75.0, 25.0]]),  # touches the corner at (75, 25): no hit
+        torch.tensor([[124.5, 74.5, 130.0, 80.0]]),  # half a pixel inside: hit
+        torch.zeros((0, 4)),  # no box (EMPTY): never a hit
+    ]
+    hits = patch_hits(locs, 50, (100, 200), boxes)
+    assert hits.tolist() == [True, False, True, False, True, False]
+
+
+def test_training_crops_contain_the_object_box():
+    gen = torch.Generator().manual_seed(0)
+    boxes = [torch.tensor([[100.0, 30.0, 120.0, 52.0]]), torch.zeros((0, 4)), torch.tensor([[0.0, 0.0, 5.0, 5.0]])]
+    for _ in range(50):
+        crops = training_crops(boxes, 32, (120, 160), gen, object_crops=True)
+        assert crops[:, 0].tolist() == [0, 1, 2]
+        assert torch.all(crops[:, 3] - crops[:, 1] == 32) and torch.all(crops[:, 4] - crops[:, 2] == 32)
+        assert crops[:, 1:].min() >= 0 and crops[:, 3].max() <= 160 and crops[:, 4].max() <= 120
+        x0, y0, x1, y1 = crops[0, 1:].tolist()
+        assert x0 <= 100 and x1 >= 120 and y0 <= 30 and y1 >= 52
+        assert crops[2, 1:].tolist() == [0, 0, 32, 32]
+    # an object larger than the window: the window is centred on it
+    assert _containing(10.0, 90.0, 40, 200) == (30, 30)
+    centred = centred_crops([torch.tensor([[100.0, 30.0, 120.0, 52.0]]), torch.zeros((0, 4))], 32, (120, 160))
+    assert centred.tolist() == [[0, 94, 25, 126, 57], [1, 64, 44, 96, 76]]
+
+
+def test_random_streams_are_per_stage_epoch_rank():
+    a = torch.rand(4, generator=generator(0, 1, 2, 0))
+    assert torch.equal(a, torch.rand(4, generator=generator(0, 1, 2, 0)))
+    seeds = {stream_seed(0, 1, 2, 0), stream_seed(0, 1, 3, 0), stream_seed(0, 2, 2, 0), stream_seed(0, 1, 2, 1),
+             stream_seed(1, 1, 2, 0), stream_seed(0, 1, 2, 0, "ppo")}
+    assert len(seeds) == 6 and all(0 <= s < 2**63 for s in seeds)
