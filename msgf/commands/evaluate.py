@@ -11,32 +11,9 @@ import json
 import sys
 from pathlib import Path
 
-
-def _budget(text: str) -> float:
-    from threshold_search import parse_budget
-
-    try:
-        return parse_budget(text)
-    except (TypeError, ValueError) as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
-    return value
-
-
-def _image_size(text: str) -> tuple[int, int]:
-    height, _, width = text.lower().partition("x")
-    try:
-        size = (int(height), int(width or height))
-    except ValueError:
-        size = (0, 0)
-    if min(size) < 1:
-        raise argparse.ArgumentTypeError(f"expected HxW or one side, e.g. 480x640, got {text!r}")
-    return size
+from msgf.commands._args import budget as _budget
+from msgf.commands._args import image_size as _image_size
+from msgf.commands._args import positive_int as _positive
 
 
 def register(subparsers) -> None:

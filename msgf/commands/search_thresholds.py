@@ -1,28 +1,27 @@
 """`msgf search-thresholds`: exit thresholds per compute budget, from exported trajectories.
 
 The search itself is the standalone `threshold_search` package; this module only gets the
-trajectories, runs the method asked for and the geometric baseline, and reports them. Getting
-trajectories is one function per source (`trajectories_from_files` today), so exporting them
-from a checkpoint is one more such function and one more option in the `source` group.
+trajectories, runs the method asked for and the geometric baseline, and reports them.
+Trajectories come from `.npz` files (`--trajectories`/`--test`) or from a checkpoint and a
+dataset (`--ckpt --data`): then they are exported once, cached next to the checkpoint, and
+the thresholds found are stored back into the checkpoint (atomically), where
+`msgf evaluate --budget` and the engine find them.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
 import tempfile
 from pathlib import Path
 
+from msgf.commands._args import budget as _budget
+from msgf.commands._args import image_size as _image_size
+from msgf.commands._args import positive_int as _positive
 from threshold_search import (CRITERIA, METHODS, Front, Trajectories, format_macs, parse_budget,
                               plot_fronts, search)
-
-
-def _budget(text: str) -> float:
-    try:
-        return parse_budget(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _static_point(text: str) -> tuple[str, float, float]:
@@ -47,6 +46,21 @@ def register(subparsers) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--trajectories", metavar="VAL.npz", type=Path,
                         help="validation trajectories exported by msgf (see threshold_search/README.md)")
+    source.add_argument("--ckpt", metavar="CKPT", type=Path,
+                        help="a checkpoint: export its trajectories on --data (cached next to it) and "
+                             "store the thresholds found back into it")
+    from_ckpt = parser.add_argument_group("with --ckpt")
+    from_ckpt.add_argument("--data", help='validation data: "synthsigns", a manifest or an ImageFolder directory')
+    from_ckpt.add_argument("--split", default="val", help="split of --data to search on (default: val)")
+    from_ckpt.add_argument("--test-data", help="test data to report on (never searched)")
+    from_ckpt.add_argument("--test-split", default="test", help="split of --test-data (default: test)")
+    from_ckpt.add_argument("--num-samples", type=_positive, help="use only the first N samples of each split")
+    from_ckpt.add_argument("--image-size", metavar="HxW", type=_image_size,
+                           help="image size where the data source makes or resizes images (e.g. synthsigns)")
+    from_ckpt.add_argument("--data-seed", type=int, default=0,
+                           help="dataset seed, for generated sources like synthsigns (default: 0)")
+    from_ckpt.add_argument("--batch-size", type=_positive, default=64, help="images per export batch (default: 64)")
+    from_ckpt.add_argument("--device", default="cpu", help="torch device for the export (default: cpu)")
     parser.add_argument("--budget", action="append", required=True, type=_budget, metavar="MACS",
                         help="average MACs per image, e.g. 1.5G, 800M; repeat for a sweep")
     parser.add_argument("--test", metavar="TEST.npz", type=Path,
@@ -73,15 +87,73 @@ def trajectories_from_files(args) -> tuple[Trajectories, Trajectories | None]:
     return validation, test
 
 
+def trajectories_from_checkpoint(args) -> tuple[Trajectories, Trajectories | None]:
+    """(validation, test or None) exported from --ckpt on --data / --test-data, cached."""
+    if args.data is None:
+        raise ValueError("--ckpt needs --data (the validation data to search on)")
+    validation = Trajectories.load(_export_cached(args, args.data, args.split))
+    test = None
+    if args.test_data is not None:
+        test = Trajectories.load(_export_cached(args, args.test_data, args.test_split))
+    return validation, test
+
+
+def _export_cached(args, source: str, split: str) -> Path:
+    """The trajectory file of the checkpoint on one data split, exported unless cached.
+
+    The cache key covers the checkpoint's content digest and every data argument, so a
+    retrained checkpoint or another split never reuses a stale file."""
+    import torch
+
+    from msgf import data
+    from msgf.checkpoint import load_checkpoint, read_checkpoint
+    from msgf.engine import export_trajectories
+
+    key = json.dumps([read_checkpoint(args.ckpt)["digest"], source, split, args.num_samples, args.image_size,
+                      args.data_seed])
+    path = args.ckpt.with_name(f"{args.ckpt.stem}.{split}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.npz")
+    if path.exists():
+        print(f"using cached trajectories {path}", file=sys.stderr)
+        return path
+    model = load_checkpoint(args.ckpt, map_location=args.device)
+    dataset = data.open_dataset(source, split, seed=args.data_seed, num_samples=args.num_samples,
+                                image_size=args.image_size)
+    if len(dataset.classes) != model.config.num_classes:
+        raise ValueError(f"{source} has {len(dataset.classes)} classes, the checkpoint {model.config.num_classes}")
+    loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size, collate_fn=data.collate_batch)
+    batches = ({"images": b["images"].to(args.device), "labels": b["labels"]} for b in loader)
+    export_trajectories(model, batches, path, total=len(loader))
+    return path
+
+
+def _store_in_checkpoint(path: Path, searched: Front) -> None:
+    from msgf.checkpoint import update_thresholds
+    from msgf.engine import Thresholds
+
+    update_thresholds(path, [Thresholds.from_search(result) for result in searched.results])
+    print(f"stored thresholds for {len(searched.results)} budget(s) in {path}", file=sys.stderr)
+
+
 def run(args) -> int:
+    from msgf.checkpoint import CheckpointError
+
     try:
-        validation, test = trajectories_from_files(args)
+        if args.ckpt is None and (args.data or args.test_data):
+            raise ValueError("--data and --test-data go with --ckpt; with --trajectories use --test")
+        if args.ckpt is not None and args.test is not None:
+            raise ValueError("with --ckpt, give the test split as --test-data (exported and cached like --data)")
+        if args.ckpt is not None:
+            validation, test = trajectories_from_checkpoint(args)
+        else:
+            validation, test = trajectories_from_files(args)
         searched = search(validation, budgets=args.budget, method=args.method,
                           criterion=args.criterion, seed=args.seed)
         geometric = (searched if args.method == "geometric" else
                      search(validation, budgets=args.budget, method="geometric",
                             criterion=args.criterion, seed=args.seed))
-    except (ValueError, FileNotFoundError) as error:
+        if args.ckpt is not None:
+            _store_in_checkpoint(args.ckpt, searched)
+    except (CheckpointError, ValueError, FileNotFoundError) as error:
         print(f"msgf search-thresholds: error: {error}", file=sys.stderr)
         return 2
     report = _report(args, searched, geometric, test)
@@ -109,6 +181,7 @@ def _report(args, searched: Front, geometric: Front, test) -> dict:
         rows.append(dict(**result.to_dict(), **_scores(result, test),
                          geometric=dict(**baseline.to_dict(), **_scores(baseline, test))))
     return dict(trajectories=str(args.trajectories), test=None if args.test is None else str(args.test),
+                checkpoint=None if args.ckpt is None else str(args.ckpt),
                 method=args.method, criterion=args.criterion, seed=args.seed, results=rows)
 
 
