@@ -1,0 +1,1 @@
+"""Data paths: the built-in procedural scenes, manifests, ImageFolder trees, region readers."""
