@@ -26,6 +26,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from msgf.data import signs
+from msgf.data.augment import torch_seeded_rng
 from msgf.data.textures import TEXTURE_MARGIN, texture_bank
 
 CLASSES = ["EMPTY", "50", "70", "80"]
@@ -186,7 +187,7 @@ class _Painter:
         """Global exposure change, as a camera would make; returns the uint8 array."""
         a, b = self.rng.uniform(0.85, 1.15), self.rng.uniform(-15, 15)
         lut = np.clip(np.arange(256) * a + b, 0, 255).astype(np.uint8).tolist()
-        return np.asarray(self.canvas.point(lut * 3))
+        return np.array(self.canvas.point(lut * 3))  # a writable copy: torch.from_numpy needs one
 
 
 def _place_signs(rng: np.random.Generator, count: int, height: int, width: int,
@@ -279,6 +280,6 @@ class SynthSigns(torch.utils.data.Dataset):
         boxes = torch.zeros((0, 4)) if scene.box is None else torch.from_numpy(scene.box[None].copy())
         sample = {"image": torch.from_numpy(scene.image), "label": scene.label, "boxes": boxes, "path": None}
         if self.transform is not None:
-            sample = self.transform(sample, np.random.default_rng(
-                np.random.SeedSequence([self.seed, SPLITS[self.split], index, 1])))
+            # augmentation draws from torch's RNG: new draws every epoch, seeded per DataLoader worker
+            sample = self.transform(sample, torch_seeded_rng())
         return sample
