@@ -9,9 +9,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import torch
-
-from msgf.data.collate import collate_batch
 from msgf.data.decode import CorruptImageError, decode_image
 from msgf.data.manifest import MANIFEST_SUFFIXES, Record, read_manifest, write_manifest
 
@@ -21,7 +18,7 @@ __all__ = ["open_dataset", "collate_batch", "CorruptImageError", "decode_image",
 
 def open_dataset(source: str, split: str = "train", *, seed: int = 0, augment: bool = False,
                  num_samples: int | None = None, image_size: tuple[int, int] | None = None,
-                 skip_corrupt: bool = False) -> torch.utils.data.Dataset:
+                 skip_corrupt: bool = False) -> "torch.utils.data.Dataset":
     """Open a dataset by name or path.
 
     source: "synthsigns" (generated on the fly; split train/val/test; image_size (H, W),
@@ -62,3 +59,12 @@ def open_dataset(source: str, split: str = "train", *, seed: int = 0, augment: b
     kind = "road" if any(len(r.boxes) for r in records) else "photo"
     return ImageFileDataset(records, classes, root, augment_kind=kind, augment=augment,
                             image_size=image_size, skip_corrupt=skip_corrupt)
+
+
+def __getattr__(name: str):
+    # torch-dependent names load on first use, so `import msgf.data.regions` stays torch-free
+    if name == "collate_batch":
+        from msgf.data.collate import collate_batch
+
+        return collate_batch
+    raise AttributeError(f"module 'msgf.data' has no attribute {name!r}")
