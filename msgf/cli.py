@@ -14,6 +14,7 @@ COMMAND_MODULES = [  # each defines register(subparsers); keep one per line
     "msgf.commands.search_thresholds",
     "msgf.commands.evaluate",
     "msgf.commands.train",
+    "msgf.commands.data",
 ]
 
 
