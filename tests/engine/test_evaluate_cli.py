@@ -10,8 +10,6 @@ import msgf.data
 from msgf.cli import main
 from msgf.engine import Thresholds, anytime
 
-pytestmark = pytest.mark.skipif(not hasattr(msgf.data, "open_dataset"), reason="msgf.data.open_dataset not built yet")
-
 DATA = ["--data", "synthsigns", "--split", "val", "--num-samples", "6", "--image-size", "96x128",
         "--batch-size", "4", "--no-progress"]
 
