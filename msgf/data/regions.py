@@ -57,14 +57,17 @@ def _check_glance(h, w) -> tuple[int, int]:
     return h, w
 
 
-def antialiased_resize(image: np.ndarray, h: int, w: int) -> np.ndarray:
+def antialiased_resize(image: np.ndarray, h: int, w: int,
+                       extent: tuple[float, float] | None = None) -> np.ndarray:
     """uint8 (H, W, C) -> uint8 (h, w, C), Pillow's antialiased bilinear per channel.
 
     The same filter as torch's interpolate(antialias=True) (up to uint8 rounding); Pillow
     rather than torch so that reading regions never imports torch, whose import alone
-    costs ~700 MB of peak RSS with the CUDA build.
+    costs ~700 MB of peak RSS with the CUDA build. `extent` (rows, cols), possibly fractional,
+    resizes only that top-left part of the image (pixels beyond it feed the filter's edge taps).
     """
-    channels = [np.asarray(Image.fromarray(np.ascontiguousarray(image[:, :, c])).resize((w, h), Image.BILINEAR))
+    box = None if extent is None else (0.0, 0.0, float(extent[1]), float(extent[0]))
+    channels = [np.asarray(Image.fromarray(np.ascontiguousarray(image[:, :, c])).resize((w, h), Image.BILINEAR, box))
                 for c in range(image.shape[2])]
     return np.stack(channels, axis=-1)
 
@@ -142,8 +145,9 @@ class TiffImage:
         level_h, level_w = self.levels[level].shape[:2]
         if level_h * level_w <= GLANCE_DIRECT_PIXELS:
             return antialiased_resize(self._read(level, slice(None), slice(None)), h, w)
-        return antialiased_resize(self._block_reduced(level, max(1, math.floor(min(level_h / h, level_w / w) / 2))),
-                                  h, w)
+        factor = max(1, math.floor(min(level_h / h, level_w / w) / 2))
+        # the reduced image is padded to whole blocks; resize exactly the part the level covers
+        return antialiased_resize(self._block_reduced(level, factor), h, w, (level_h / factor, level_w / factor))
 
     def _block_reduced(self, level: int, factor: int) -> np.ndarray:
         """Level `level` reduced by `factor` with block means, read in strips of rows.

@@ -97,7 +97,7 @@ class _Painter:
         """Fill a box, or the polygon/ellipse inside it, with a texture of `surface`."""
         x0, y0 = max(0, int(box[0])), max(0, int(box[1]))
         x1, y1 = min(self.width, int(box[2])), min(self.height, int(box[3]))
-        if x1 <= x0 or y1 <= y0:
+        if x1 - x0 < 2 or y1 - y0 < 2:  # nothing visible to draw (tiny scenes)
             return
         patch = self._texture(surface, (x0, y0, x1, y1))
         mask = None
