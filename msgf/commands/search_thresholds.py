@@ -101,15 +101,16 @@ def trajectories_from_checkpoint(args) -> tuple[Trajectories, Trajectories | Non
 def _export_cached(args, source: str, split: str) -> Path:
     """The trajectory file of the checkpoint on one data split, exported unless cached.
 
-    The cache key covers the checkpoint's content digest and every data argument, so a
-    retrained checkpoint or another split never reuses a stale file."""
+    The cache key covers the model (configuration and weights, not the stored thresholds,
+    which this command itself rewrites) and every data argument, so a retrained checkpoint or
+    another split never reuses a stale file."""
     import torch
 
     from msgf import data
     from msgf.checkpoint import load_checkpoint, read_checkpoint
     from msgf.engine import export_trajectories
 
-    key = json.dumps([read_checkpoint(args.ckpt)["digest"], source, split, args.num_samples, args.image_size,
+    key = json.dumps([_model_digest(read_checkpoint(args.ckpt)), source, split, args.num_samples, args.image_size,
                       args.data_seed])
     path = args.ckpt.with_name(f"{args.ckpt.stem}.{split}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.npz")
     if path.exists():
@@ -124,6 +125,16 @@ def _export_cached(args, source: str, split: str) -> Path:
     batches = ({"images": b["images"].to(args.device), "labels": b["labels"]} for b in loader)
     export_trajectories(model, batches, path, total=len(loader))
     return path
+
+
+def _model_digest(payload: dict) -> str:
+    import torch
+
+    digest = hashlib.sha256(json.dumps(payload["config"], sort_keys=True).encode())
+    for name, tensor in sorted(payload["state_dict"].items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _store_in_checkpoint(path: Path, searched: Front) -> None:
