@@ -5,6 +5,8 @@ the numbers are not polluted by the parent or by each other:
   write-pyramid  writes a JPEG-tiled pyramidal TIFF (levels 1/2, 1/4, ... as SubIFDs) tile by tile
   write-flat     the same level 0 without a pyramid
   read           open_image, read_glance(96, 96), and focus regions of 96/128/160 px
+  read+torch     the same after `import torch`, as in a training process (the CUDA build of
+                 torch alone peaks at ~700 MB RSS on import; msgf.data.regions never imports it)
 Writes benchmarks/results/regions.{json,md}. The limit to beat is 1 GB peak RSS per step.
 
     python benchmarks/regions.py --side 20000 --workdir /tmp/msgf_regions
@@ -97,7 +99,9 @@ def main() -> None:
     if args.child:
         step, path = args.child[0], args.child[1]
         start = time.perf_counter()
-        result = read(path) if step == "read" else write(path, args.side, step == "write-pyramid")
+        if step == "read+torch":
+            import torch  # noqa: F401  (only its memory matters here)
+        result = read(path) if step.startswith("read") else write(path, args.side, step == "write-pyramid")
         result["seconds"] = round(time.perf_counter() - start, 2)
         result["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         print(json.dumps(result))
@@ -109,7 +113,8 @@ def main() -> None:
     steps = {"write-pyramid": child(["write-pyramid", pyramid, "--side", str(args.side)]),
              "read-pyramid": child(["read", pyramid]),
              "write-flat": child(["write-flat", flat, "--side", str(args.side)]),
-             "read-flat": child(["read", flat])}
+             "read-flat": child(["read", flat]),
+             "read-flat+torch": child(["read+torch", flat])}
     for path in (pyramid, flat):
         Path(path).unlink()
     results = {"side": args.side, "raw_bytes": args.side * args.side * 3, "limit_bytes": LIMIT_BYTES,

@@ -127,7 +127,8 @@ def main() -> None:
     generation_seconds = time.perf_counter() - start
 
     results = {"size": list(size), "train_scenes": args.train_scenes, "test_scenes": args.test_scenes,
-               "epochs": args.epochs, "batch": args.batch, "empty_crop": args.empty_crop, "seed": args.seed, "threads": args.threads,
+               "epochs": args.epochs, "batch": args.batch, "empty_crop": args.empty_crop,
+               "seed": args.seed, "threads": args.threads,
                "generation_seconds": round(generation_seconds, 1),
                "majority_baseline": float((test_labels == test_labels.mode().values).float().mean())}
     results["glance_96"] = train_and_test(train_glance, train_labels, test_glance, test_labels,
