@@ -97,3 +97,18 @@ def test_corrupt_files_raise_naming_them(tmp_path, pyramid_tif):
         reader.read_region(H - 100, W - 100, 100, 100)
     with pytest.raises(ValueError, match="path"):
         open_image(tmp_path / "missing.png")
+
+
+def test_a_region_decodes_only_the_tiles_it_touches(tmp_path, pixels):
+    # poison the last tile: regions elsewhere must still read, the poisoned one must fail
+    path = tmp_path / "poisoned.tif"
+    tifffile.imwrite(path, pixels, tile=(128, 128), photometric="rgb", compression="zlib")
+    with tifffile.TiffFile(path) as tif:
+        offset, count = tif.pages[0].dataoffsets[-1], tif.pages[0].databytecounts[-1]
+    data = bytearray(path.read_bytes())
+    data[offset:offset + count] = b"\xff" * count
+    path.write_bytes(bytes(data))
+    reader = open_image(path)
+    assert np.array_equal(reader.read_region(0, 0, 256, 300), pixels[:256, :300])
+    with pytest.raises(CorruptImageError, match="poisoned.tif"):
+        reader.read_region(H - 10, W - 10, 10, 10)
