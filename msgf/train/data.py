@@ -32,9 +32,6 @@ def generator(seed: int, stage: int, epoch: int, rank: int = 0, purpose: str = "
 def open_split(cfg: DataConfig, split: str, *, seed: int, num_samples: int | None, augment: bool) -> Dataset:
     from msgf import data
 
-    if not hasattr(data, "open_dataset") and cfg.source == "synthsigns":  # TEMP until msgf.data lands
-        from msgf.data.synthsigns import SynthSigns
-        return SynthSigns(split, seed=seed, num_samples=num_samples, image_size=cfg.image_size)
     return data.open_dataset(cfg.source, split, seed=seed, augment=augment, num_samples=num_samples,
                              image_size=cfg.image_size)
 
@@ -46,7 +43,7 @@ class InMemory(Dataset):
         from tqdm.auto import tqdm
 
         loader = DataLoader(dataset, batch_size=None, shuffle=False, num_workers=workers)
-        images, self.labels, self.boxes = None, [], []
+        images, self.labels, self.boxes, self.paths, self.distractors = None, [], [], [], []
         for i, item in enumerate(tqdm(loader, total=len(dataset), desc=desc, unit="img", disable=not progress,
                                       leave=False)):
             image = torch.as_tensor(item["image"])
@@ -58,6 +55,9 @@ class InMemory(Dataset):
             images[i] = image
             self.labels.append(int(item["label"]))
             self.boxes.append(torch.as_tensor(item.get("boxes", torch.zeros((0, 4))), dtype=torch.float32).reshape(-1, 4))
+            self.paths.append(item.get("path"))
+            if "distractors" in item:
+                self.distractors.append(torch.as_tensor(item["distractors"], dtype=torch.float32).reshape(-1, 4))
         self.images = images
         self.classes = list(getattr(dataset, "classes", []))
 
@@ -65,17 +65,50 @@ class InMemory(Dataset):
         return len(self.labels)
 
     def __getitem__(self, index: int) -> dict:
-        return {"image": self.images[index], "label": self.labels[index], "boxes": self.boxes[index]}
+        item = {"image": self.images[index], "label": self.labels[index], "boxes": self.boxes[index],
+                "path": self.paths[index]}
+        if self.distractors:
+            item["distractors"] = self.distractors[index]
+        return item
 
 
 def collate(items: list[dict]) -> dict:
-    """images uint8 (N, H, W, C), labels (N,), boxes: list of (K_i, 4) x0, y0, x1, y1."""
-    images = [torch.as_tensor(it["image"]) for it in items]
-    if len({tuple(im.shape) for im in images}) != 1:
-        raise ValueError("images of one batch differ in size; set an image size for this data source")
-    return {"images": torch.stack(images), "labels": torch.tensor([int(it["label"]) for it in items]),
-            "boxes": [torch.as_tensor(it.get("boxes", torch.zeros((0, 4))), dtype=torch.float32).reshape(-1, 4)
-                      for it in items]}
+    """msgf.data.collate_batch: images uint8 (N, H, W, C), labels (N,), boxes list of (K_i, 4)."""
+    from msgf.data import collate_batch
+
+    batch = collate_batch(items)
+    if all("distractors" in it for it in items):
+        batch["distractors"] = [it["distractors"] for it in items]
+    return batch
+
+
+class SynthSignsWithDistractors(Dataset):
+    """Built-in scenes whose items also carry "distractors": the boxes of the red-ringed decoys.
+
+    Training uses them as hard negatives: an EMPTY scene's crops (stage 0) and a share of its
+    stage-I patches land on a decoy, so the encoders learn to read digits rather than to
+    detect "a red ring" (which the glance already sees). No augmentation: decoy boxes would
+    not follow a pan.
+    """
+
+    def __init__(self, split: str, *, seed: int, num_samples: int | None, image_size):
+        from msgf.data.synthsigns import CLASSES, DEFAULT_NUM_SAMPLES, DEFAULT_SIZE
+
+        self.split, self.seed = split, seed
+        self.image_size = tuple(image_size) if image_size is not None else DEFAULT_SIZE
+        self.num_samples = int(num_samples if num_samples is not None else DEFAULT_NUM_SAMPLES[split])
+        self.classes = list(CLASSES)
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def __getitem__(self, index: int) -> dict:
+        from msgf.data.synthsigns import render_scene
+
+        scene = render_scene(index, self.split, self.seed, self.image_size)
+        boxes = torch.zeros((0, 4)) if scene.box is None else torch.from_numpy(scene.box[None].copy())
+        return {"image": torch.from_numpy(scene.image.copy()), "label": scene.label, "boxes": boxes, "path": None,
+                "distractors": torch.from_numpy(scene.decoy_boxes.copy()).reshape(-1, 4)}
 
 
 def loader(dataset: Dataset, *, batch_size: int, shuffle: bool, seed: int, epoch: int, rank: int, world: int,
@@ -103,7 +136,12 @@ class Splits:
             data_seed = stream_seed(self.seed, stage, epoch, 0, "data") % (1 << 31)
             return open_split(cfg, "train", seed=data_seed, num_samples=cfg.train_samples, augment=cfg.augment)
         if self._train is None:
-            dataset = open_split(cfg, "train", seed=self.seed, num_samples=cfg.train_samples, augment=cfg.augment)
+            if cfg.distractors and cfg.source == "synthsigns":
+                dataset = SynthSignsWithDistractors("train", seed=self.seed, num_samples=cfg.train_samples,
+                                                    image_size=cfg.image_size)
+            else:
+                dataset = open_split(cfg, "train", seed=self.seed, num_samples=cfg.train_samples,
+                                     augment=cfg.augment)
             self._train = InMemory(dataset, workers=cfg.cache_workers, desc="cache train", progress=self.progress) \
                 if cfg.cache else dataset
         return self._train

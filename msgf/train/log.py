@@ -12,15 +12,15 @@ from pathlib import Path
 class RunLog:
     FIELDS = ("time", "stage", "epoch", "split", "key", "value")
 
-    def __init__(self, out: Path, enabled: bool):
+    def __init__(self, out: Path, enabled: bool, append: bool = False):
         self.enabled = enabled
         self.start = time.time()
         self.tb = None
         if not enabled:
             return
         self.path = Path(out) / "log.csv"
-        new = not self.path.exists()
-        self.file = open(self.path, "a", newline="")
+        new = not (append and self.path.exists())  # a fresh run starts a fresh log; --resume appends
+        self.file = open(self.path, "w" if new else "a", newline="")
         self.writer = csv.writer(self.file)
         if new:
             self.writer.writerow(self.FIELDS)

@@ -115,7 +115,7 @@ class Trainer:
         self.autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) \
             if (config.amp and self.cuda) else contextlib.nullcontext
         self.splits = Splits(config.data, config.seed, progress=self.main and options.progress)
-        self.log = RunLog(self.out, enabled=self.main)
+        self.log = RunLog(self.out, enabled=self.main, append=options.resume)
         self.stages = tuple(s for s in options.stages)
         self.state_path = self.out / STATE_FILE
         self.position = Position()
@@ -312,11 +312,12 @@ class Trainer:
             images = batch["images"].to(self.device, non_blocking=True)
             labels = batch["labels"].to(self.device, non_blocking=True)
             if stage == 0:
-                stats = self._stage0_step(net, optimizer, images, labels, batch["boxes"], gen)
+                stats = self._stage0_step(net, optimizer, images, labels, batch["boxes"], batch.get("distractors"), gen)
             elif stage == 2:
                 stats = self._stage2_step(optimizer, images, labels, gen)
             else:
-                stats = self._supervised_step(stage, net, optimizer, images, labels, gen)
+                stats = self._supervised_step(stage, net, optimizer, images, labels, batch["boxes"],
+                                              batch.get("distractors"), gen)
             if scheduler is not None:
                 scheduler.step()
             for k, v in stats.items():
@@ -324,11 +325,11 @@ class Trainer:
             bar.set_postfix({k: f"{v:.3f}" for k, v in stats.items() if k in ("loss", "reward")})
         return {k: v / len(batches) for k, v in sums.items()}
 
-    def _stage0_step(self, net, optimizer, images, labels, boxes, gen) -> dict:
+    def _stage0_step(self, net, optimizer, images, labels, boxes, distractors, gen) -> dict:
         cfg, s0, m = self.cfg, self.cfg.stage0, self.model
         net.train()
         size = self._stage0_crop_size(gen)
-        crop_boxes = torch.cat([training_crops(boxes, size, image_hw(images), gen, s0.object_crops)
+        crop_boxes = torch.cat([training_crops(boxes, size, image_hw(images), gen, s0.object_crops, distractors)
                                 for _ in range(s0.crops_per_image)]).to(self.device)
         crop_labels = labels.repeat(s0.crops_per_image)
         with self.autocast():
@@ -355,13 +356,20 @@ class Trainer:
             return sizes[0]
         return sizes[int(torch.randint(len(sizes), (1,), generator=gen))]
 
-    def _supervised_step(self, stage, net, optimizer, images, labels, gen) -> dict:
+    def _supervised_step(self, stage, net, optimizer, images, labels, boxes, distractors, gen) -> dict:
         cfg, m = self.cfg, self.model
         scfg = getattr(cfg, f"stage{stage}")
         n, steps = len(labels), cfg.T - 1
         sizes = torch.tensor(cfg.patch_sizes)[torch.randint(len(cfg.patch_sizes), (n, steps), generator=gen)]
         # stage I: uniformly random locations; stage III: the (fixed) policy's means
-        locs = torch.rand((n, steps, 2), generator=gen).to(self.device) if stage == 1 else None
+        locs = None
+        if stage == 1:
+            locs = torch.rand((n, steps, 2), generator=gen)
+            if scfg.object_location_fraction > 0:
+                targets = boxes if distractors is None else \
+                    [b if len(b) else d for b, d in zip(boxes, distractors)]  # EMPTY scenes: a decoy
+                locs = object_locations(locs, targets, sizes, image_hw(images), gen, scfg.object_location_fraction)
+            locs = locs.to(self.device)
         m.train()
         with self.autocast():
             states = net(images, sizes, locs)
@@ -504,13 +512,17 @@ def generator_seed(seed: int, stage: int) -> int:
     return stream_seed(seed, stage, 0, 0, "shuffle") % (1 << 31)
 
 
-def training_crops(boxes: list, size: int, hw: tuple[int, int], gen: torch.Generator, object_crops: bool):
+def training_crops(boxes: list, size: int, hw: tuple[int, int], gen: torch.Generator, object_crops: bool,
+                   distractors: list | None = None):
     """(B, 5) crop boxes of side `size`: containing an object box (random offset) where the
-    sample has one and object_crops is set, anywhere in the image otherwise."""
+    sample has one and object_crops is set; else containing one of its distractor boxes (hard
+    negatives, where given); anywhere in the image otherwise."""
     height, width = hw
     rows = []
     for b, sample_boxes in enumerate(boxes):
         top_range, left_range = (0, height - size), (0, width - size)
+        if object_crops and not len(sample_boxes) and distractors is not None:
+            sample_boxes = distractors[b]
         if object_crops and len(sample_boxes):
             pick = int(torch.randint(len(sample_boxes), (1,), generator=gen))
             x0, y0, x1, y1 = (float(v) for v in sample_boxes[pick])
@@ -520,6 +532,30 @@ def training_crops(boxes: list, size: int, hw: tuple[int, int], gen: torch.Gener
         left = int(torch.randint(left_range[0], left_range[1] + 1, (1,), generator=gen))
         rows.append([b, left, top, left + size, top + size])
     return torch.tensor(rows, dtype=torch.float32)
+
+
+def object_locations(locs, boxes: list, sizes, hw: tuple[int, int], gen: torch.Generator, fraction: float):
+    """locs (B, steps, 2) with a `fraction` of the entries of samples that have an object box
+    replaced by a uniformly random location whose patch (side sizes[b, t]) contains that box."""
+    height, width = hw
+    locs = locs.clone()
+    coins = torch.rand(locs.shape[:2], generator=gen)
+    offsets = torch.rand((*locs.shape[:2], 2), generator=gen)  # drawn for every entry: same stream either way
+    for b, sample_boxes in enumerate(boxes):
+        if not len(sample_boxes):
+            continue
+        x0, y0, x1, y1 = (float(v) for v in sample_boxes[0])
+        for t in range(locs.shape[1]):
+            if coins[b, t] >= fraction:
+                continue
+            size = int(sizes[b, t])
+            (top_lo, top_hi), (left_lo, left_hi) = _containing(y0, y1, size, height), _containing(x0, x1, size, width)
+            top = top_lo + int(offsets[b, t, 0] * (top_hi - top_lo + 1) - 1e-9) if top_hi > top_lo else top_lo
+            left = left_lo + int(offsets[b, t, 1] * (left_hi - left_lo + 1) - 1e-9) if left_hi > left_lo else left_lo
+            # focus_boxes places top = floor(row * (H - P)): aim at the middle of that pixel
+            locs[b, t, 0] = min((top + 0.5) / max(height - size, 1), 1.0)
+            locs[b, t, 1] = min((left + 0.5) / max(width - size, 1), 1.0)
+    return locs
 
 
 def _containing(lo: float, hi: float, size: int, extent: int) -> tuple[int, int]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from msgf import ops
 from msgf.train.data import generator, stream_seed
 from msgf.train.loop import _containing, centred_crops, training_crops
 from msgf.train.metrics import patch_hits
@@ -15,8 +16,8 @@ def test_presets_build_and_round_trip():
         config = PRESETS[name]()
         assert TrainConfig.from_dict(config.to_dict()) == config
     demo = preset("cpu-demo")
-    assert demo.data.image_size == (480, 640) and demo.backbone == "mobilenet_v3_small"
-    assert max(demo.patch_sizes) < 480
+    assert demo.data.image_size == (960, 1280) and demo.backbone == "mobilenet_v3_small"
+    assert demo.glance_size < min(demo.patch_sizes) * 2 and max(demo.patch_sizes) < 960 // 4
     assert preset("imagenet-384").backbone == "resnet50" and 160 in preset("imagenet-384").patch_sizes
     sts = preset("sts")
     assert sts.backbone == "resnet18" and 192 in sts.patch_sizes and sts.data.image_size == (960, 1280)
@@ -82,3 +83,36 @@ def test_random_streams_are_per_stage_epoch_rank():
     seeds = {stream_seed(0, 1, 2, 0), stream_seed(0, 1, 3, 0), stream_seed(0, 2, 2, 0), stream_seed(0, 1, 2, 1),
              stream_seed(1, 1, 2, 0), stream_seed(0, 1, 2, 0, "ppo")}
     assert len(seeds) == 6 and all(0 <= s < 2**63 for s in seeds)
+
+
+def test_object_locations_place_patches_over_the_box():
+    from msgf.train.loop import object_locations
+
+    gen = torch.Generator().manual_seed(0)
+    boxes = [torch.tensor([[100.0, 30.0, 120.0, 52.0]]), torch.zeros((0, 4))]
+    sizes = torch.tensor([[32, 48, 32], [32, 32, 32]])
+    random = torch.rand((2, 3, 2), generator=torch.Generator().manual_seed(1))
+    locs = object_locations(random, boxes, sizes, (120, 160), gen, fraction=1.0)
+    assert torch.equal(locs[1], random[1])  # no box: untouched
+    for t in range(3):
+        assert patch_hits(locs[0, t][None], int(sizes[0, t]), (120, 160), boxes[:1]).item()
+        # the patch contains the whole box, not just part of it
+        x0, y0, x1, y1 = ops.focus_boxes(locs[0, t][None], int(sizes[0, t]), (120, 160))[0, 1:].tolist()
+        assert x0 <= 100 and x1 >= 120 and y0 <= 30 and y1 >= 52
+    assert torch.equal(object_locations(random, boxes, sizes, (120, 160), gen, fraction=0.0), random)
+
+
+def test_training_crops_use_distractors_as_hard_negatives():
+    gen = torch.Generator().manual_seed(0)
+    boxes = [torch.zeros((0, 4)), torch.tensor([[10.0, 10.0, 20.0, 20.0]]), torch.zeros((0, 4))]
+    distractors = [torch.tensor([[120.0, 80.0, 136.0, 100.0]]), torch.tensor([[130.0, 90.0, 140.0, 100.0]]),
+                   torch.zeros((0, 4))]
+    for _ in range(30):
+        crops = training_crops(boxes, 32, (120, 160), gen, object_crops=True, distractors=distractors)
+        x0, y0, x1, y1 = crops[0, 1:].tolist()  # EMPTY sample: over its decoy
+        assert x0 <= 120 and x1 >= 136 and y0 <= 80 and y1 >= 100
+        x0, y0, x1, y1 = crops[1, 1:].tolist()  # a target: over the target, never the decoy
+        assert x0 <= 10 and x1 >= 20 and y0 <= 10 and y1 >= 20
+    # with object_crops off, boxes and distractors are ignored: crops anywhere
+    spread = torch.cat([training_crops(boxes, 32, (120, 160), gen, False, distractors) for _ in range(30)])
+    assert spread[:, 1].max() - spread[:, 1].min() > 64
