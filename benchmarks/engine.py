@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import tempfile
@@ -96,9 +97,13 @@ def main() -> None:
                         help="budgets between the glance cost (0) and the dearest path (1)")
     parser.add_argument("--quick", action="store_true", help="64 images, 1 repeat")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     args = parser.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     if args.quick:
         args.num_images, args.repeats = 64, 1
+    load_before = os.getloadavg()[0]
 
     torch.manual_seed(args.seed)
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -152,7 +157,8 @@ def main() -> None:
 
     overhead = measure_overhead(model, images[:args.batch_size], schedules[len(schedules) // 2], args.repeats)
     report = {
-        "device": "cpu", "threads": torch.get_num_threads(), "machine": platform.processor() or platform.machine(),
+        "device": "cpu", "threads": torch.get_num_threads(),
+        "load_average_1min": {"before": load_before, "after": os.getloadavg()[0]}, "machine": platform.processor() or platform.machine(),
         "torch": torch.__version__, "crop_backend": ops.backends()["cpu"],
         "workload": {"backbone": args.backbone, "num_images": args.num_images, "image_size": args.image_size,
                      "glance": args.glance, "sizes": sizes, "T": args.T, "batch_size": args.batch_size,
@@ -239,7 +245,9 @@ def markdown(r: dict) -> str:
     lines = [
         "# Engine benchmark: budgeted inference vs static backbone",
         "",
-        f"CPU, {r['threads']} threads, torch {r['torch']}, crop op {r['crop_backend']}. "
+        f"CPU, {r['threads']} thread{'s' if r['threads'] > 1 else ''} (1-min load average {r['load_average_1min']['before']:.1f} before, "
+        f"{r['load_average_1min']['after']:.1f} after: the machine is shared), torch {r['torch']}, "
+        f"crop op {r['crop_backend']}. "
         f"{w['num_images']} uint8 images {w['image_size']}x{w['image_size']}, {w['backbone']} MS-GFNet "
         f"(glance {w['glance']}, patches {w['sizes']}, T={w['T']}), batch {w['batch_size']}, "
         f"best of {w['repeats']} runs. Untrained weights: speed only. Thresholds route the least "
