@@ -4,6 +4,17 @@ import torch
 import msgf
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """These models are tiny (32-64 px), so a second thread gains nothing, while OpenMP threads
+    that spin-wait next to another busy process on this 2-core machine slowed a forward pass
+    from 3 ms to 1.5 s. Restored afterwards: other test directories keep their setting."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def resnet_model():
     """ResNet-18 MS-GFNet small enough for CPU tests: 48 px patches give 2x2 maps, 32 px 1x1."""
