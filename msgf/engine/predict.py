@@ -4,6 +4,11 @@ The batch shrinks as it goes: exited samples leave, the rest are grouped by thei
 size and cropped in one `crop_resize` call (inside `model.focus`). In eval mode a sample's
 route does not depend on which other samples share its batch: matrix products of other batch
 shapes may round differently in the last bit, nothing more.
+
+Where the pixels come from is an *image source* with `glance(model)` and
+`focus(model, state, proposal, sides)`, both returning the model's next GFState: `ImageBatch`
+here for a decoded batch in memory, `msgf.engine.regions.RegionSource` for region readers over
+files too large to decode. `predict_from` runs the exit rule over any source.
 """
 from __future__ import annotations
 
@@ -19,8 +24,9 @@ from msgf.engine.thresholds import EXIT, Thresholds
 class Predictions:
     """Per sample: prediction and confidence at its exit step (1-based), sizes (N, T) of the
     inputs it saw (the glance size at t=1, 0 where a step was not run), locations (N, T, 2)
-    (row, col) in [0, 1] (NaN for the glance and for steps not run), exact MACs spent and the
-    exit logits."""
+    (row, col) in [0, 1] (NaN for the glance and for steps not run), exact MACs spent, the
+    exit logits, and the prediction / confidence after every step run (N, T) (-1 / NaN after
+    the exit step)."""
 
     pred: Tensor
     conf: Tensor
@@ -29,6 +35,8 @@ class Predictions:
     locs: Tensor
     macs: Tensor
     logits: Tensor
+    step_pred: Tensor
+    step_conf: Tensor
 
 
 @dataclass(frozen=True)
@@ -43,12 +51,30 @@ class Anytime:
     logits: Tensor
 
 
+class ImageBatch:
+    """The in-memory image source: a decoded batch that the model crops itself (msgf.ops)."""
+
+    def __init__(self, images: Tensor):
+        self.images = images
+
+    def glance(self, model):
+        return model.glance(self.images)
+
+    def focus(self, model, state, proposal, sides: Tensor):
+        return model.focus(state, self.images, proposal.mean, sides, proposal=proposal)
+
+
 def predict(model, images: Tensor, thresholds: Thresholds) -> Predictions:
     """Run `images` through `model` with early exits decided by `thresholds` (paper Eq. 9)."""
+    return predict_from(model, ImageBatch(images), thresholds)
+
+
+def predict_from(model, source, thresholds: Thresholds) -> Predictions:
+    """`predict` over an image source (see the module docstring): the same exits, any pixels."""
     cfg = _check(model, thresholds)
     thresholds.check_fits(cfg.T, cfg.patch_sizes)
     with torch.inference_mode():
-        state = model.glance(images)
+        state = source.glance(model)
         n = len(state)
         out = _Record(n, cfg, model, state.logits)
         out.step(state, size_index=None, locs=None)
@@ -61,7 +87,7 @@ def predict(model, images: Tensor, thresholds: Thresholds) -> Predictions:
             state, choice = state.select(going), choice[going]
             sides = torch.tensor(cfg.patch_sizes, device=choice.device)[choice]
             proposal = model.propose(state, sides)
-            state = model.focus(state, images, proposal.mean, sides, proposal=proposal)
+            state = source.focus(model, state, proposal, sides)
             out.step(state, size_index=choice, locs=proposal.mean)
     return out.predictions()
 
@@ -115,6 +141,8 @@ class _Record:
         self.locs = torch.full((n, cfg.T, 2), float("nan"), dtype=torch.float32, device=device)
         self.macs = torch.zeros(n, dtype=torch.int64, device=device)
         self.logits = torch.zeros((n, cfg.num_classes), dtype=torch.float32, device=device)
+        self.step_pred = torch.full((n, cfg.T), -1, dtype=torch.int64, device=device)
+        self.step_conf = torch.full((n, cfg.T), float("nan"), dtype=torch.float32, device=device)
         # step_cost[t - 1][k]: MACs of step t at size k (the glance uses column 0).
         self.step_cost = torch.tensor(
             [[model.step_macs(1)] * cfg.num_sizes] +
@@ -123,6 +151,8 @@ class _Record:
 
     def step(self, state, size_index: Tensor | None, locs: Tensor | None) -> None:
         rows, t = state.index, state.step
+        self.step_pred[rows, t - 1] = state.logits.argmax(1)
+        self.step_conf[rows, t - 1] = state.confidence
         if size_index is None:
             self.sizes[rows, 0] = self.cfg.glance_size
             self.macs[rows] += self.step_cost[0, 0]
@@ -139,4 +169,5 @@ class _Record:
         self.logits[rows] = state.logits[done].float()
 
     def predictions(self) -> Predictions:
-        return Predictions(self.pred, self.conf, self.exit_step, self.sizes, self.locs, self.macs, self.logits)
+        return Predictions(self.pred, self.conf, self.exit_step, self.sizes, self.locs, self.macs, self.logits,
+                           self.step_pred, self.step_conf)

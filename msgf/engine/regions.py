@@ -1,0 +1,116 @@
+"""The region image source: glances and focus patches read from region readers, not a batch.
+
+A reader is anything with `.shape` (H, W, C), `.read_region(y, x, h, w)` and
+`.read_glance(h, w)` returning uint8 (h, w, C), like `msgf.data.regions.open_image(path)`.
+Images in one batch may differ in size. The whole image is never needed:
+
+- glance: a lazy reader (tiled/pyramidal TIFF) hands over `read_glance(g, g)`, already at the
+  glance size; a reader that holds its decoded pixels (`.array`, JPEG/PNG) hands over those,
+  so that its glance is the very resize `predict` does on the decoded array.
+- focus: each patch is `read_region` at the box `msgf.ops.focus_boxes` gives for the policy's
+  location in *that* image's size, placed at the top-left of a small per-step canvas.
+
+Both then go through the model's own step API (`model.glance`, `model.focus`), so the crop op
+normalises them exactly as it does a decoded batch: a patch is a box with whole-pixel corners
+and its own side, which the op copies without resampling. Hence a JPEG read as a region
+reader gives bit-identical predictions to the decoded array (tests/infer checks this).
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from msgf import ops
+from msgf.models.state import GFState, cat_states
+
+
+def as_rgb(pixels: np.ndarray, name: str) -> np.ndarray:
+    """uint8 (h, w, C) with C in 1, 3, 4 -> (h, w, 3): gray repeated, alpha dropped, like decode_image."""
+    if pixels.dtype != np.uint8 or pixels.ndim != 3:
+        raise ValueError(f"{name}: expected uint8 (h, w, C) pixels, got {pixels.dtype} {pixels.shape}")
+    if pixels.shape[2] == 3:
+        return pixels
+    if pixels.shape[2] == 1:
+        return np.repeat(pixels, 3, axis=2)
+    if pixels.shape[2] == 4:
+        return pixels[:, :, :3]
+    raise ValueError(f"{name}: expected 1, 3 or 4 channels, got {pixels.shape[2]}")
+
+
+def reader_name(reader) -> str:
+    return str(getattr(reader, "path", None) or type(reader).__name__)
+
+
+def patch_box(loc: Tensor, side: int, image_hw: tuple[int, int]) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1) in image pixels of the side-`side` patch at policy location `loc` (row, col)."""
+    box = ops.focus_boxes(loc.detach().float().clamp(0.0, 1.0).cpu()[None], side, image_hw)[0, 1:]
+    return tuple(int(v) for v in box.tolist())
+
+
+class RegionSource:
+    """Image source over region readers (see the module docstring); used by `predict_from`."""
+
+    def __init__(self, readers):
+        if isinstance(readers, (str, bytes)) or not hasattr(readers, "__iter__"):
+            raise TypeError(f"readers: expected a sequence of region readers, got {type(readers).__name__}")
+        readers = list(readers)
+        if not readers:
+            raise ValueError("readers: expected a non-empty sequence of region readers")
+        for reader in readers:
+            missing = [a for a in ("shape", "read_region", "read_glance") if not hasattr(reader, a)]
+            if missing:
+                raise TypeError(f"readers: {type(reader).__name__} is not a region reader (no {', '.join(missing)})")
+        self.readers = readers
+        self.image_hw = [tuple(int(v) for v in reader.shape[:2]) for reader in readers]
+
+    def __len__(self) -> int:
+        return len(self.readers)
+
+    def glance(self, model) -> GFState:
+        cfg = model.config
+        smallest = min(min(hw) for hw in self.image_hw)
+        if smallest < max(cfg.patch_sizes):
+            name = reader_name(self.readers[[min(hw) for hw in self.image_hw].index(smallest)])
+            raise ValueError(f"readers: {name} is {smallest} px on its short side, smaller than the "
+                             f"model's largest patch ({max(cfg.patch_sizes)} px)")
+        inputs = [self._glance_pixels(reader, cfg.glance_size) for reader in self.readers]
+        # model.glance takes equal-sized images: one call per input shape (one for all TIFFs,
+        # whose inputs are already glance-sized), then the states back in reader order.
+        groups: dict[tuple, list[int]] = {}
+        for row, pixels in enumerate(inputs):
+            groups.setdefault(pixels.shape, []).append(row)
+        device = _device(model)
+        states = []
+        for rows in groups.values():
+            batch = torch.from_numpy(np.stack([inputs[r] for r in rows])).to(device)
+            state = model.glance(batch)
+            states.append(replace(state, index=torch.tensor(rows, dtype=torch.int64, device=device)))
+        state = cat_states(states) if len(states) > 1 else states[0]
+        return state.select(torch.argsort(state.index))
+
+    def focus(self, model, state: GFState, proposal, sides: Tensor) -> GFState:
+        locs, side_list = proposal.mean.detach().cpu(), sides.tolist()
+        largest = max(side_list)
+        # Patch b sits at the top-left of canvas row state.index[b]: with location 0 and the
+        # patch's own side, focus_boxes puts the crop exactly there.
+        canvas = torch.zeros((len(self.readers), largest, largest, 3), dtype=torch.uint8)
+        for b, (row, side) in enumerate(zip(state.index.tolist(), side_list)):
+            x0, y0, _, _ = patch_box(locs[b], side, self.image_hw[row])
+            reader = self.readers[row]
+            pixels = as_rgb(np.asarray(reader.read_region(y0, x0, side, side)), reader_name(reader))
+            canvas[row, :side, :side] = torch.from_numpy(pixels)
+        return model.focus(state, canvas.to(_device(model)), torch.zeros_like(proposal.mean), sides,
+                           proposal=proposal)
+
+    @staticmethod
+    def _glance_pixels(reader, size: int) -> np.ndarray:
+        array = getattr(reader, "array", None)
+        pixels = array if isinstance(array, np.ndarray) else reader.read_glance(size, size)
+        return as_rgb(np.asarray(pixels), reader_name(reader))
+
+
+def _device(model) -> torch.device:
+    return next(model.parameters()).device
