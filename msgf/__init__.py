@@ -11,6 +11,7 @@ _LAZY = {
     "load_checkpoint": "msgf.checkpoint",
     "read_checkpoint": "msgf.checkpoint",
     "CheckpointError": "msgf.checkpoint",
+    "Predictor": "msgf.infer.predictor",
 }
 
 __all__ = ["__version__", *_LAZY]

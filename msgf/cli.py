@@ -15,6 +15,7 @@ COMMAND_MODULES = [  # each defines register(subparsers); keep one per line
     "msgf.commands.evaluate",
     "msgf.commands.train",
     "msgf.commands.data",
+    "msgf.commands.infer",
 ]
 
 

@@ -1,0 +1,159 @@
+"""`msgf infer`: predictions of a checkpoint on image files at a chosen budget, as JSONL.
+
+Every input is opened as a region reader (msgf.data.regions.open_image): JPEG/PNG are decoded
+once, TIFF (tiled, pyramidal, megapixel) is read lazily, the glance from its pyramid and each
+focus patch as a region. One JSON line per image, then one summary line. A file that cannot be
+read is reported by name and skipped; the exit status is 1 if any was.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from msgf.commands._args import budget as _budget
+from msgf.commands._args import positive_int as _positive
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "infer", help="predict classes of image files with early exits (JSONL, optional figures)",
+        description="Classify image files, directories or manifests with a checkpoint at a budget. "
+                    "Writes one JSON line per image (file, class, confidence, exit step, patch boxes in "
+                    "image pixels, MACs) and a summary line.")
+    parser.add_argument("checkpoint", metavar="CKPT", type=Path, help="checkpoint written by msgf train")
+    parser.add_argument("paths", metavar="PATH", nargs="+",
+                        help="image files (JPEG, PNG, TIFF incl. tiled/pyramidal), directories, or manifests "
+                             "(.csv/.jsonl, whose labels colour --visualize)")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--budget", type=_budget, metavar="MACS",
+                      help="use the checkpoint's thresholds for this budget, e.g. 1.5G (from search-thresholds); "
+                           "default: the checkpoint's thresholds if it stores exactly one set")
+    mode.add_argument("--thresholds", type=Path, metavar="FILE",
+                      help="thresholds JSON: msgf.engine.Thresholds.to_json() or one threshold_search Result")
+    parser.add_argument("--batch", type=_positive, default=32, help="images per batch (default: 32)")
+    parser.add_argument("--out", type=Path, metavar="JSONL", help="write the lines here (default: stdout)")
+    parser.add_argument("--visualize", type=Path, metavar="DIR", help="write one PNG of the glance and patches per image")
+    parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from msgf.checkpoint import CheckpointError
+    from msgf.infer import Predictor
+    from msgf.infer.inputs import collect_inputs
+
+    try:
+        predictor = Predictor(args.checkpoint, budget=args.budget, thresholds=args.thresholds, device=args.device)
+        inputs = collect_inputs(args.paths)
+    except (CheckpointError, ValueError, FileNotFoundError) as error:
+        print(f"msgf infer: error: {error}", file=sys.stderr)
+        return 2
+    if not inputs:
+        print(f"msgf infer: error: no images found in {args.paths}", file=sys.stderr)
+        return 2
+    if args.visualize is not None:
+        args.visualize.mkdir(parents=True, exist_ok=True)
+    out = open(args.out, "w") if args.out is not None else sys.stdout
+    try:
+        failed = _infer(args, predictor, inputs, out)
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    return 1 if failed else 0
+
+
+def _infer(args, predictor, inputs, out) -> list[str]:
+    from tqdm.auto import tqdm
+
+    from msgf.data.regions import open_image
+
+    tally = _Tally()
+    figures = _FigureNames(args.visualize)
+    start = time.perf_counter()
+    with tqdm(total=len(inputs), desc="infer", unit="img", disable=args.no_progress, file=sys.stderr) as bar:
+        def fail(item, error) -> None:
+            tally.failed.append(item.path)
+            bar.write(f"msgf infer: skipped {item.path}: {error}", file=sys.stderr)
+
+        for first in range(0, len(inputs), args.batch):
+            opened = []
+            for item in inputs[first:first + args.batch]:
+                try:
+                    opened.append((item, open_image(item.path)))
+                except (ValueError, OSError) as error:  # CorruptImageError is a ValueError
+                    fail(item, error)
+            for (item, reader), result in zip(opened, _predict(predictor, [r for _, r in opened])):
+                if isinstance(result, Exception):
+                    fail(item, result)
+                else:
+                    label = _label_index(item.label, predictor.class_names)
+                    tally.add(result, label)
+                    line = {"file": item.path, **result.to_dict()}
+                    if item.label is not None:
+                        line.update(label=item.label, correct=None if label is None else result.pred == label)
+                    out.write(json.dumps(line) + "\n")
+                    if args.visualize is not None:
+                        from msgf.infer.visualize import save_figure
+
+                        save_figure(figures.next(item.path), reader, result, predictor.class_names, label,
+                                    title=Path(item.path).name)
+                reader.close()
+            bar.update(min(args.batch, len(inputs) - first))
+    out.write(json.dumps({"summary": tally.summary(time.perf_counter() - start, len(inputs))}) + "\n")
+    out.flush()
+    return tally.failed
+
+
+def _predict(predictor, readers) -> list:
+    """Results per reader; a batch that fails is retried one image at a time, so that one bad
+    file (a corrupt tile, an image smaller than a patch) costs only its own result."""
+    if not readers:
+        return []
+    try:
+        return predictor.predict_regions(readers)
+    except (ValueError, OSError) as error:
+        if len(readers) == 1:
+            return [error]
+    return [result for reader in readers for result in _predict(predictor, [reader])]
+
+
+def _label_index(label: str | None, class_names: list[str]) -> int | None:
+    return class_names.index(label) if label is not None and label in class_names else None
+
+
+class _Tally:
+    def __init__(self):
+        self.count, self.macs, self.labelled, self.correct = 0, 0, 0, 0
+        self.failed: list[str] = []
+
+    def add(self, result, label: int | None) -> None:
+        self.count += 1
+        self.macs += result.macs
+        if label is not None:
+            self.labelled += 1
+            self.correct += int(result.pred == label)
+
+    def summary(self, seconds: float, total: int) -> dict:
+        return {"images": self.count, "failed": len(self.failed), "failed_files": self.failed, "inputs": total,
+                "seconds": round(seconds, 3), "images_per_second": self.count / seconds if seconds > 0 else None,
+                "avg_macs": self.macs / self.count if self.count else None,
+                "accuracy": self.correct / self.labelled if self.labelled else None}
+
+
+class _FigureNames:
+    """DIR/<stem>.png, with -2, -3, ... where inputs from different folders share a stem."""
+
+    def __init__(self, directory: Path | None):
+        self.directory, self.used = directory, set()
+
+    def next(self, path: str) -> Path:
+        stem, k = Path(path).stem, 1
+        name = f"{stem}.png"
+        while name in self.used:
+            k += 1
+            name = f"{stem}-{k}.png"
+        self.used.add(name)
+        return self.directory / name

@@ -1,0 +1,201 @@
+"""`Predictor`: a checkpoint at a chosen budget, ready for pipelines (DataLoaders, web handlers).
+
+One lock guards the model, so a Predictor can be shared by threads; everything else a call
+uses is local to the call and dropped when it returns (see `_release_memory`).
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import threading
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from msgf.engine import ImageBatch, Predictions, Thresholds, for_budget, predict_from
+from msgf.engine.regions import RegionSource, patch_box
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of one image: t (1 = glance), input side, box (x0, y0, x1, y1) in image pixels
+    (the whole image for the glance), and the prediction and confidence after it."""
+
+    step: int
+    size: int
+    box: tuple[int, int, int, int]
+    pred: int
+    confidence: float
+
+
+@dataclass(frozen=True)
+class ImagePrediction:
+    """The result for one image: prediction and confidence at the exit step, MACs, every step run."""
+
+    pred: int
+    class_name: str
+    confidence: float
+    exit_step: int
+    macs: int
+    image_hw: tuple[int, int]
+    steps: list[Step] = field(default_factory=list)
+
+    @property
+    def patches(self) -> list[Step]:
+        """The focus steps (t >= 2)."""
+        return self.steps[1:]
+
+    def to_dict(self) -> dict:
+        return {"class": self.class_name, "class_index": self.pred, "confidence": self.confidence,
+                "exit_step": self.exit_step, "macs": self.macs, "image_size": list(self.image_hw),
+                "patches": [{"step": s.step, "size": s.size, "box": list(s.box)} for s in self.patches],
+                "steps": [{"step": s.step, "class_index": s.pred, "confidence": s.confidence} for s in self.steps]}
+
+
+class Predictor:
+    """`Predictor(ckpt, budget="1.5G")` or `Predictor(ckpt, thresholds=...)`.
+
+    ckpt: a checkpoint path (msgf.load_checkpoint) or a GFNet in eval mode. budget: MACs per
+    image (number or "1.5G") whose thresholds the checkpoint stores (`msgf search-thresholds`).
+    thresholds: msgf.engine.Thresholds or a path to its JSON. With neither, the checkpoint's
+    thresholds are used if it stores exactly one set.
+    """
+
+    def __init__(self, ckpt, *, budget=None, thresholds=None, device: str | torch.device = "cpu"):
+        from msgf.models.gfnet import GFNet
+
+        if isinstance(ckpt, GFNet):
+            if ckpt.training:
+                raise ValueError("ckpt: the model is in training mode; call model.eval() first")
+            self.model = ckpt
+        elif isinstance(ckpt, (str, os.PathLike)):
+            from msgf.checkpoint import load_checkpoint
+
+            self.model = load_checkpoint(ckpt, map_location=device)
+        else:
+            raise TypeError(f"ckpt: expected a checkpoint path or a GFNet, got {type(ckpt).__name__}")
+        self.thresholds = _choose_thresholds(self.model, budget, thresholds)
+        cfg = self.model.config
+        self.class_names = list(cfg.class_names) or [str(k) for k in range(cfg.num_classes)]
+        self._lock = threading.Lock()
+
+    @property
+    def config(self):
+        return self.model.config
+
+    def predict(self, images) -> list[ImagePrediction]:
+        """Decoded images: a uint8 (N, H, W, C) array/tensor, or a list of uint8 (H, W, C) arrays
+        of any sizes (C = 3; 1 and 4 are made RGB). Equal sizes run as one batch through
+        msgf.engine.predict; mixed sizes through the region path, with the same results."""
+        from msgf.data.regions import ArrayImage
+
+        arrays = _as_arrays(images)
+        image_hw = [a.shape[:2] for a in arrays]
+        if len({a.shape for a in arrays}) == 1 and arrays[0].shape[2] == 3:
+            return self._run(ImageBatch(torch.from_numpy(np.stack(arrays)).to(self._device())), image_hw)
+        return self.predict_regions([ArrayImage(a) for a in arrays])
+
+    def predict_regions(self, readers) -> list[ImagePrediction]:
+        """Region readers (msgf.data.regions.open_image, or anything with .shape, .read_region and
+        .read_glance): the glance and each focus patch are read as regions, never the whole image."""
+        source = RegionSource(readers)
+        return self._run(source, source.image_hw)
+
+    def _run(self, source, image_hw) -> list[ImagePrediction]:
+        try:
+            with self._lock:
+                out = predict_from(self.model, source, self.thresholds)
+            return self._results(out, image_hw)
+        finally:
+            del source
+            _release_memory()
+
+    def _device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def _results(self, out: Predictions, image_hw) -> list[ImagePrediction]:
+        out = Predictions(*(t.cpu() for t in vars(out).values()))
+        glance = self.config.glance_size
+        results = []
+        for i, hw in enumerate(image_hw):
+            hw = tuple(int(v) for v in hw)
+            steps = [Step(1, glance, (0, 0, hw[1], hw[0]), int(out.step_pred[i, 0]), float(out.step_conf[i, 0]))]
+            for t in range(2, int(out.exit_step[i]) + 1):
+                side = int(out.sizes[i, t - 1])
+                steps.append(Step(t, side, patch_box(out.locs[i, t - 1], side, hw), int(out.step_pred[i, t - 1]),
+                                  float(out.step_conf[i, t - 1])))
+            pred = int(out.pred[i])
+            results.append(ImagePrediction(pred=pred, class_name=self.class_names[pred],
+                                           confidence=float(out.conf[i]), exit_step=int(out.exit_step[i]),
+                                           macs=int(out.macs[i]), image_hw=hw, steps=steps))
+        return results
+
+
+def _choose_thresholds(model, budget, thresholds) -> Thresholds:
+    cfg = model.config
+    if budget is not None and thresholds is not None:
+        raise ValueError("budget, thresholds: give one of them, not both")
+    if thresholds is not None:
+        if isinstance(thresholds, (str, os.PathLike)):
+            with open(thresholds) as handle:
+                thresholds = Thresholds.from_json(handle.read())
+        elif not isinstance(thresholds, Thresholds):
+            raise TypeError(f"thresholds: expected msgf.engine.Thresholds or a JSON path, "
+                            f"got {type(thresholds).__name__}")
+        chosen = thresholds
+    elif budget is not None:
+        from threshold_search import parse_budget
+
+        if isinstance(budget, bool) or not isinstance(budget, (str, int, float)):
+            raise TypeError(f"budget: expected MACs as a number or a string like '1.5G', got {type(budget).__name__}")
+        chosen = for_budget(model.exit_thresholds, parse_budget(budget) if isinstance(budget, str) else budget)
+    elif len(model.exit_thresholds) == 1:
+        chosen = model.exit_thresholds[0]
+    else:
+        budgets = sorted(t.budget for t in model.exit_thresholds if t.budget is not None)
+        raise ValueError(f"budget, thresholds: the checkpoint stores {len(model.exit_thresholds)} threshold sets "
+                         f"(budgets {budgets}); choose one with budget=... or pass thresholds=...")
+    chosen.check_fits(cfg.T, cfg.patch_sizes)
+    return chosen
+
+
+def _as_arrays(images) -> list[np.ndarray]:
+    if isinstance(images, torch.Tensor):
+        images = images.detach().cpu().numpy()
+    if isinstance(images, np.ndarray):
+        if images.ndim != 4:
+            raise ValueError(f"images: expected a uint8 (N, H, W, C) batch, got shape {images.shape}")
+        images = list(images)
+    if not isinstance(images, (list, tuple)) or not images:
+        raise TypeError(f"images: expected a uint8 (N, H, W, C) array or a non-empty list of (H, W, C) arrays, "
+                        f"got {type(images).__name__}")
+    arrays = []
+    for k, image in enumerate(images):
+        array = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else image
+        if not isinstance(array, np.ndarray) or array.dtype != np.uint8 or array.ndim not in (2, 3):
+            raise TypeError(f"images[{k}]: expected a uint8 (H, W, C) array, got "
+                            f"{getattr(array, 'dtype', type(array).__name__)} {getattr(array, 'shape', '')}")
+        arrays.append(np.ascontiguousarray(array[:, :, None] if array.ndim == 2 else array))
+    return arrays
+
+
+def _libc():
+    name = ctypes.util.find_library("c")
+    try:
+        return ctypes.CDLL(name) if name else None
+    except OSError:
+        return None
+
+
+_LIBC = _libc()
+
+
+def _release_memory() -> None:
+    """Give freed batch memory back to the system: a long-running pipeline should sit at the
+    footprint of one batch, not at its high-water mark (glibc keeps freed heap otherwise)."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
+    if _LIBC is not None and hasattr(_LIBC, "malloc_trim"):
+        _LIBC.malloc_trim(0)

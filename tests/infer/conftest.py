@@ -1,0 +1,118 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import msgf
+from msgf.checkpoint import update_thresholds
+from msgf.engine import Thresholds, anytime
+
+CLASSES = ["astronaut", "coffee", "cat", "rocket"]
+BUDGET = 2e8  # the budget the test thresholds are stored under (a label, not a measured cost)
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """The models are tiny and the machine is shared: a second OpenMP thread spin-waiting next to
+    other busy processes costs far more than it gains (see tests/engine/conftest.py)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def photos():
+    """Photographs scikit-image ships, downsampled to keep the suite fast; sizes differ on purpose
+    (camera is grayscale: decoding makes it RGB)."""
+    from skimage import data
+
+    return {"astronaut": np.ascontiguousarray(data.astronaut()[::4, ::4]),
+            "coffee": np.ascontiguousarray(data.coffee()[::4, ::4]),
+            "cat": np.ascontiguousarray(data.chelsea()[::3, ::3]),
+            "rocket": np.ascontiguousarray(data.rocket()[::4, ::4]),
+            "camera": np.ascontiguousarray(data.camera()[::4, ::4])}
+
+
+@pytest.fixture(scope="session")
+def photo_files(photos, tmp_path_factory):
+    """{name: path}: JPEG for some photos, PNG for the others."""
+    root = tmp_path_factory.mktemp("photos")
+    files = {}
+    for k, (name, pixels) in enumerate(photos.items()):
+        files[name] = root / f"{name}.{'jpg' if k % 2 == 0 else 'png'}"
+        Image.fromarray(pixels).save(files[name], quality=90)
+    return files
+
+
+def spread_rows(conf_levels) -> list[list[float]]:
+    """Per step, thresholds (K=2) placed between the observed confidences so that some samples
+    exit, some continue with 32 and some with 48 px patches."""
+    rows = []
+    for conf in conf_levels:
+        values = np.unique(np.asarray(conf, dtype=np.float64))
+        cut = lambda q: (values[int(q * (len(values) - 1))] + values[int(q * (len(values) - 1)) + 1]) / 2  # noqa: E731
+        rows.append([cut(2 / 3), cut(1 / 3)])
+    return rows
+
+
+@pytest.fixture(scope="session")
+def model_and_ckpt(photo_files, tmp_path_factory):
+    """An untrained resnet18 GFNet (glance 32, patches 32/48, T=3) saved with thresholds for
+    BUDGET that mix exit steps and patch sizes on the test photos."""
+    from msgf.data import decode_image
+
+    torch.manual_seed(0)
+    model = msgf.build_model("resnet18", num_classes=4, glance_size=32, patch_sizes=[32, 48], T=3,
+                             class_names=CLASSES).eval()
+    levels = [[], []]
+    for path in photo_files.values():
+        out = anytime(model, torch.from_numpy(decode_image(path))[None], 48)
+        levels[0].append(float(out.conf[0, 0]))
+        levels[1].append(float(out.conf[0, 1]))
+    thresholds = Thresholds(spread_rows(levels), budget=BUDGET)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    msgf.save_checkpoint(model, path)
+    update_thresholds(path, thresholds)
+    model.exit_thresholds = [thresholds]
+    return model, path
+
+
+@pytest.fixture(scope="session")
+def model(model_and_ckpt):
+    return model_and_ckpt[0]
+
+
+@pytest.fixture(scope="session")
+def ckpt(model_and_ckpt):
+    return model_and_ckpt[1]
+
+
+@pytest.fixture(scope="session")
+def thresholds(model):
+    return model.exit_thresholds[0]
+
+
+def write_pyramid_tiff(path, pixels: np.ndarray, tile: int = 128) -> list[int]:
+    """A tiled TIFF with reduced levels (1/2, 1/4, ... down to one tile) as SubIFDs, lossless, so
+    the pixels read back are exactly `pixels` at level 0. Returns the level heights."""
+    import tifffile
+
+    levels = [pixels]
+    while min(levels[-1].shape[:2]) // 2 >= tile:
+        levels.append(np.asarray(Image.fromarray(levels[-1]).reduce(2)))
+    options = dict(tile=(tile, tile), photometric="rgb", compression="zlib")
+    with tifffile.TiffWriter(path) as writer:
+        writer.write(levels[0], subifds=len(levels) - 1, **options)
+        for level in levels[1:]:
+            writer.write(level, subfiletype=1, **options)
+    return [level.shape[0] for level in levels]
+
+
+@pytest.fixture(scope="session")
+def small_tiff(photos, tmp_path_factory):
+    """A 600x800 tiled pyramidal TIFF of the astronaut, and its pixels."""
+    pixels = np.asarray(Image.fromarray(photos["astronaut"]).resize((800, 600), Image.BILINEAR))
+    path = tmp_path_factory.mktemp("tiff") / "astronaut_tiled.tif"
+    assert len(write_pyramid_tiff(path, pixels)) >= 3
+    return path, pixels

@@ -1,0 +1,144 @@
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+import msgf
+from msgf import ops
+from msgf.data import decode_image
+from msgf.data.regions import ArrayImage, open_image
+from msgf.engine import Thresholds, predict
+
+
+def in_memory(model, pixels, thresholds):
+    """The oracle: msgf.engine.predict on the decoded image, boxes by msgf.ops.focus_boxes."""
+    out = predict(model, torch.from_numpy(pixels)[None], thresholds)
+    t = int(out.exit_step[0])
+    boxes = [ops.focus_boxes(out.locs[0, s:s + 1].clamp(0, 1), int(out.sizes[0, s]), pixels.shape[:2])[0, 1:]
+             .int().tolist() for s in range(1, t)]
+    return out, boxes
+
+
+def test_region_reader_gives_the_in_memory_results_exactly(model, thresholds, photo_files):
+    predictor = msgf.Predictor(model, thresholds=thresholds)
+    routes = set()
+    for path in photo_files.values():
+        pixels = decode_image(path)
+        out, boxes = in_memory(model, pixels, thresholds)
+        (result,) = predictor.predict_regions([open_image(path)])
+        assert result.pred == int(out.pred[0]) and result.exit_step == int(out.exit_step[0])
+        assert result.confidence == float(out.conf[0])  # bit-identical, not merely close
+        assert result.macs == int(out.macs[0])
+        assert [list(p.box) for p in result.patches] == boxes
+        assert [p.size for p in result.patches] == out.sizes[0, 1:result.exit_step].tolist()
+        assert [s.confidence for s in result.steps] == out.step_conf[0, :result.exit_step].tolist()
+        routes.add(tuple(out.sizes[0].tolist()))
+    # the comparison only means something if the photos take different routes
+    assert len(routes) >= 3, routes
+
+
+def test_a_batch_of_equal_sizes_matches_the_batched_engine(model, thresholds, photos):
+    batch = np.stack([photos["astronaut"], photos["camera"][:, :, None].repeat(3, 2)])
+    out = predict(model, torch.from_numpy(batch), thresholds)
+    predictor = msgf.Predictor(model, thresholds=thresholds)
+    for results in (predictor.predict(batch), predictor.predict_regions([ArrayImage(a) for a in batch])):
+        assert [r.pred for r in results] == out.pred.tolist()
+        assert [r.confidence for r in results] == out.conf.tolist()
+        assert [r.exit_step for r in results] == out.exit_step.tolist()
+
+
+def test_mixed_sizes_in_one_call_match_each_image_alone(model, thresholds, photos):
+    predictor = msgf.Predictor(model, thresholds=thresholds)
+    arrays = list(photos.values())
+    together = predictor.predict(arrays)
+    assert len({a.shape[:2] for a in arrays}) >= 3
+    for array, result in zip(arrays, together):
+        (alone,) = predictor.predict([array])
+        assert (result.pred, result.exit_step, result.macs, result.image_hw) == \
+               (alone.pred, alone.exit_step, alone.macs, alone.image_hw)
+        assert [p.box for p in result.patches] == [p.box for p in alone.patches]
+        # other batch shapes may round matrix products differently in the last bit
+        assert result.confidence == pytest.approx(alone.confidence, rel=1e-5)
+
+
+def test_tiff_region_reads_match_the_step_api_on_the_whole_image(model, small_tiff):
+    """Route forced to glance, 32 px, 48 px; the oracle runs the model's step API on the image
+    read whole by tifffile, with the same glance pixels (the pyramid's)."""
+    import tifffile
+
+    path, _ = small_tiff
+    full = torch.from_numpy(tifffile.imread(path))[None]
+    reader = open_image(path)
+    forced = Thresholds([[np.inf, -np.inf], [-np.inf, np.inf]])
+    (result,) = msgf.Predictor(model, thresholds=forced).predict_regions([reader])
+    with torch.inference_mode():
+        state = model.glance(torch.from_numpy(reader.read_glance(32, 32))[None])
+        confs, boxes = [float(state.confidence[0])], []
+        for side in (32, 48):
+            proposal = model.propose(state, side)
+            state = model.focus(state, full, proposal.mean, side, proposal=proposal)
+            confs.append(float(state.confidence[0]))
+            boxes.append(ops.focus_boxes(proposal.mean.clamp(0, 1), side, full.shape[1:3])[0, 1:].int().tolist())
+    assert [s.confidence for s in result.steps] == confs
+    assert [list(p.box) for p in result.patches] == boxes
+    assert [p.size for p in result.patches] == [32, 48] and result.image_hw == (600, 800)
+
+
+def test_threads_share_one_predictor(model, thresholds, photos):
+    predictor = msgf.Predictor(model, thresholds=thresholds)
+    arrays = list(photos.values())
+    expected = [predictor.predict([a])[0] for a in arrays]
+    got, errors = {}, []
+
+    def work(k: int) -> None:
+        try:
+            for round_ in range(3):
+                i = (k + round_) % len(arrays)
+                got[(k, round_)] = (i, predictor.predict([arrays[i]])[0])
+        except Exception as error:  # surfaced below: a thread's exception would vanish otherwise
+            errors.append(error)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors and len(got) == 12
+    for i, result in got.values():
+        assert result == expected[i]
+
+
+def test_thresholds_from_the_checkpoint_budget_or_a_file(ckpt, thresholds, tmp_path, photos):
+    by_budget = msgf.Predictor(ckpt, budget="200M")
+    only = msgf.Predictor(ckpt)  # the checkpoint stores exactly one set
+    path = tmp_path / "t.json"
+    path.write_text(thresholds.to_json())
+    from_file = msgf.Predictor(ckpt, thresholds=path)
+    for predictor in (by_budget, only, from_file):
+        assert predictor.thresholds.to_dict()["eta"] == thresholds.to_dict()["eta"]
+    assert by_budget.predict([photos["cat"]]) == from_file.predict([photos["cat"]])
+    with pytest.raises(ValueError, match="no thresholds for budget"):
+        msgf.Predictor(ckpt, budget="1G")
+
+
+def test_bad_arguments_name_themselves(model, thresholds, ckpt, photos):
+    with pytest.raises(TypeError, match="ckpt"):
+        msgf.Predictor(42, thresholds=thresholds)
+    with pytest.raises(ValueError, match="budget, thresholds"):
+        msgf.Predictor(ckpt, budget="200M", thresholds=thresholds)
+    with pytest.raises(TypeError, match="thresholds"):
+        msgf.Predictor(ckpt, thresholds=[[0.5, 0.5]])
+    with pytest.raises(ValueError, match="thresholds eta has shape"):
+        msgf.Predictor(ckpt, thresholds=Thresholds([[0.5]]))
+    predictor = msgf.Predictor(model, thresholds=thresholds)
+    with pytest.raises(TypeError, match="images"):
+        predictor.predict("photo.jpg")
+    with pytest.raises(TypeError, match=r"images\[0\]"):
+        predictor.predict([photos["cat"].astype(np.float32)])
+    with pytest.raises(TypeError, match="readers"):
+        predictor.predict_regions([object()])
+    with pytest.raises(ValueError, match="readers"):
+        predictor.predict_regions([])
+    with pytest.raises(ValueError, match="smaller than the model's largest patch"):
+        predictor.predict_regions([ArrayImage(photos["cat"][:40])])
