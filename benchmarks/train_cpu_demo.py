@@ -1,17 +1,23 @@
 """The cpu-demo evidence for the training pipeline (issue 5), measured on the test split.
 
-Runs `msgf train --preset cpu-demo` (stage 0..III, contrastive reward), then a second stage II
-from the same stage-I checkpoint with the "increments" reward, and writes
-benchmarks/results/train_cpu_demo.{json,md}: accuracy per step, the policy's hit rate against
-random locations, and stage II accuracy with each reward.
+Three runs, all from one stage-I checkpoint (every run uses one thread, OMP_NUM_THREADS=1:
+on shared cores a 2-thread run slowed down 20x whenever another process competed):
 
-    python benchmarks/train_cpu_demo.py                 # both runs (~20 min on 2 CPU cores)
+- base: all stages, stage II for 8 epochs with the contrastive reward;
+- contrastive: stages II (24 epochs, the cpu-demo preset) and III from base's stage1.ckpt;
+- increments: stage II for 8 epochs with the "increments" reward from the same checkpoint.
+
+Writes benchmarks/results/train_cpu_demo.{json,md}: accuracy per step, the policy's hit rate
+against random locations, and stage II accuracy with each reward, on the test split.
+
+    python benchmarks/train_cpu_demo.py                 # the three runs (about 45 min)
     python benchmarks/train_cpu_demo.py --summarise     # only re-read finished runs
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -23,7 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def run(command: list[str], log: Path) -> float:
     started = time.time()
     with open(log, "w") as out:
-        subprocess.run(command, check=True, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+        subprocess.run(command, check=True, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"})
     return time.time() - started
 
 
@@ -34,37 +41,42 @@ def main() -> int:
     parser.add_argument("--summarise", action="store_true", help="only summarise finished runs")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "train_cpu_demo")
     args = parser.parse_args()
-    main_run, increments_run = args.runs / "cpu_demo", args.runs / "cpu_demo_increments"
-    seconds = {}
+    runs = {"base": args.runs / "cpu_demo", "contrastive": args.runs / "cpu_demo_stage23",
+            "increments": args.runs / "cpu_demo_increments"}
+    stage1 = str(runs["base"] / "stage1.ckpt")
     base = [sys.executable, "-m", "msgf", "train", "--preset", "cpu-demo", "--seed", str(args.seed), "--no-progress"]
     commands = {
-        "contrastive": base + ["--out", str(main_run)],
-        "increments": base + ["--reward", "increments", "--stages", "2", "--init", str(main_run / "stage1.ckpt"),
-                              "--out", str(increments_run), "--no-trajectories"],
+        "base": base + ["--epochs", "30,4,8,2", "--out", str(runs["base"])],
+        "contrastive": base + ["--stages", "2,3", "--init", stage1, "--out", str(runs["contrastive"])],
+        "increments": base + ["--reward", "increments", "--stages", "2", "--epochs", "0,0,8,0", "--init", stage1,
+                              "--out", str(runs["increments"]), "--no-trajectories"],
     }
+    seconds = {}
     if not args.summarise:
-        seconds["contrastive"] = run(commands["contrastive"], args.runs / "cpu_demo.log")
-        seconds["increments"] = run(commands["increments"], args.runs / "cpu_demo_increments.log")
-    report = summarise(json.loads((main_run / "summary.json").read_text()),
-                       json.loads((increments_run / "summary.json").read_text()),
-                       {k: " ".join(v[1:]).replace(str(ROOT) + "/", "") for k, v in commands.items()}, seconds)
+        for name, command in commands.items():
+            seconds[name] = run(command, args.runs / f"{runs[name].name}.log")
+    summaries = {name: json.loads((path / "summary.json").read_text()) for name, path in runs.items()}
+    report = summarise(summaries, {k: "msgf " + " ".join(v[3:]).replace(str(ROOT) + "/", "")
+                                   for k, v in commands.items()}, seconds)
     args.out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
     args.out.with_suffix(".md").write_text(markdown(report))
     print(markdown(report))
     return 0
 
 
-def summarise(contrastive: dict, increments: dict, commands: dict, seconds: dict) -> dict:
-    results = contrastive["results"]
+def summarise(summaries: dict, commands: dict, seconds: dict) -> dict:
+    base, contrastive = summaries["base"]["results"], summaries["contrastive"]["results"]
     return {
         "commands": commands,
         "wall_seconds": seconds or None,
-        "config": contrastive["config"],
-        "macs_table": contrastive["macs_table"],
-        "test": {stage: _compact(results[stage]) for stage in ("stage1", "stage2", "stage3") if stage in results},
-        "stage2_by_reward": {"contrastive": _compact(results["stage2"]),
-                             "increments": _compact(increments["results"]["stage2"])},
-        "history": contrastive["history"],
+        "config": summaries["contrastive"]["config"],
+        "macs_table": summaries["contrastive"]["macs_table"],
+        "test": {"stage1": _compact(base["stage1"]), "stage2 (24 epochs)": _compact(contrastive["stage2"]),
+                 "stage3": _compact(contrastive["stage3"])},
+        "stage2_by_reward": {"contrastive, 8 epochs": _compact(base["stage2"]),
+                             "increments, 8 epochs": _compact(summaries["increments"]["results"]["stage2"]),
+                             "contrastive, 24 epochs": _compact(contrastive["stage2"])},
+        "history": {name: summary["history"] for name, summary in summaries.items()},
     }
 
 
@@ -114,7 +126,7 @@ def markdown(report: dict) -> str:
               f"| reward | accuracy {steps} | hit rate {focus} |", "|---|" + "---|" * T + "---|" * (T - 1)]
     for reward, summary in report["stage2_by_reward"].items():
         lines.append(f"| {reward} | {_row(summary['accuracy_policy'])} | {_row(summary['hit_rate_policy'])} |")
-    summary = report["stage2_by_reward"]["contrastive"]
+    summary = report["stage2_by_reward"]["contrastive, 8 epochs"]
     lines.append(f"| (random locations) | {_row(summary['accuracy_random'])} | {_row(summary['hit_rate_random'])} |")
     lines += ["", "MACs per step: " + ", ".join(f"{k}: {v / 1e6:.1f}M" for k, v in report["macs_table"].items()), ""]
     return "\n".join(lines)

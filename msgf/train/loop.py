@@ -13,6 +13,7 @@ resumed run repeats exactly what the uninterrupted run would have done (on CPU).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -260,6 +261,8 @@ class Trainer:
                       {"params": list(m.classifier.parameters()) + list(m.aux_heads.parameters()),
                        "name": "classifier"}]
         else:
+            if self.cfg.stage2.location_std is not None:  # stored with the model: pi's training std
+                m.config = dataclasses.replace(m.config, location_std=float(self.cfg.stage2.location_std))
             module = m.policy
             groups = [{"params": list(m.policy.parameters())}]
         for group in groups:
@@ -314,7 +317,7 @@ class Trainer:
             if stage == 0:
                 stats = self._stage0_step(net, optimizer, images, labels, batch["boxes"], batch.get("distractors"), gen)
             elif stage == 2:
-                stats = self._stage2_step(optimizer, images, labels, gen)
+                stats = self._stage2_step(optimizer, images, labels, batch["boxes"], gen)
             else:
                 stats = self._supervised_step(stage, net, optimizer, images, labels, batch["boxes"],
                                               batch.get("distractors"), gen)
@@ -383,12 +386,14 @@ class Trainer:
             last_acc = float((states[-1].logits.argmax(1) == labels).float().mean())
         return {"loss": float(loss.detach()), "accuracy_last_step": last_acc}
 
-    def _stage2_step(self, optimizer, images, labels, gen) -> dict:
+    def _stage2_step(self, optimizer, images, labels, boxes, gen) -> dict:
         cfg, m = self.cfg, self.model
         n, steps = len(labels), cfg.T - 1
         sizes = torch.tensor(cfg.patch_sizes)[torch.randint(len(cfg.patch_sizes), (n, steps), generator=gen)]
         m.eval()  # encoders and classifier frozen, BatchNorm statistics included
-        rollout = ppo.collect_rollout(m, images, labels, sizes.to(self.device), cfg.stage2, gen, self.autocast)
+        mask = torch.tensor([len(b) > 0 for b in boxes], device=self.device) \
+            if cfg.stage2.reward_only_with_boxes else None
+        rollout = ppo.collect_rollout(m, images, labels, sizes.to(self.device), cfg.stage2, gen, self.autocast, mask)
         m.policy.train()
         stats = ppo.ppo_update(m.policy, optimizer, rollout, cfg.stage2, m.config.location_std, gen,
                                distributed.average_gradients(self.world))

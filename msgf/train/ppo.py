@@ -39,8 +39,9 @@ class Rollout:
 
 @torch.no_grad()
 def collect_rollout(model, images: Tensor, labels: Tensor, sizes: Tensor, cfg: Stage2Config,
-                    generator: torch.Generator, autocast) -> Rollout:
-    """Play one episode per image. sizes (B, T-1) patch sides; model in eval mode."""
+                    generator: torch.Generator, autocast, reward_mask: Tensor | None = None) -> Rollout:
+    """Play one episode per image. sizes (B, T-1) patch sides; model in eval mode.
+    reward_mask (B,) bool: episodes whose rewards count (others get 0); None: all."""
     std = model.config.location_std
     n, steps = len(labels), model.config.T - 1
     device = labels.device
@@ -75,6 +76,8 @@ def collect_rollout(model, images: Tensor, labels: Tensor, sizes: Tensor, cfg: S
             rewards.append(p_after - p_true)
         state, p_true = after, p_after
     rewards_t = torch.stack(rewards)
+    if reward_mask is not None:
+        rewards_t = rewards_t * reward_mask.to(rewards_t.dtype)[None]
     returns = torch.zeros_like(rewards_t)
     running = torch.zeros_like(rewards_t[0])
     for t in reversed(range(steps)):

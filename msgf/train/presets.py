@@ -77,6 +77,10 @@ class Stage2Config:
     normalize_advantages: bool = True
     reward: str = "contrastive"  # or "increments"
     reward_samples: int = 1  # random crops averaged for the contrastive baseline
+    location_std: float | None = None  # exploration std of pi's Gaussian; None: the model's (0.1)
+    # Reward only episodes of samples with an object box (others get 0). Off in every preset;
+    # a diagnostic for data where half the scenes are EMPTY (see README).
+    reward_only_with_boxes: bool = False
 
 
 @dataclass(frozen=True)
@@ -177,7 +181,9 @@ def _cpu_demo() -> TrainConfig:
         # cannot see the class here, so f_G waits for stage I.
         stage0=Stage0Config(epochs=30, lr=0.03, crops_per_image=2, crop_sizes="smallest", train_glance=False),
         stage1=Stage1Config(epochs=4, lr_classifier=0.05, lr_encoders=0.01, object_location_fraction=0.5),
-        stage2=Stage2Config(epochs=8),
+        # a random patch overlaps the sign 1-3% of the time here, so rewards are rare: PPO
+        # needs many cheap epochs (about 15 s each) to find where signs stand
+        stage2=Stage2Config(epochs=24),
         stage3=Stage3Config(epochs=2),
     )
 

@@ -15,7 +15,18 @@ from msgf.train.presets import Stage2Config
 @pytest.fixture(scope="module")
 def tiny_model():
     torch.manual_seed(0)
-    return msgf.build_model("mobilenet_v3_small", num_classes=4, glance_size=32, patch_sizes=[32, 48], T=3).eval()
+    model = msgf.build_model("mobilenet_v3_small", num_classes=4, glance_size=32, patch_sizes=[32, 48], T=3)
+    # BatchNorm statistics from a few batches, so that what a patch shows changes the output
+    # (with the initial statistics every activation vanishes and all patches look alike)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.momentum = None  # cumulative average
+    gen = torch.Generator().manual_seed(9)
+    with torch.no_grad():
+        for _ in range(3):
+            images = torch.randint(0, 256, (8, 64, 96, 3), dtype=torch.uint8, generator=gen)
+            model(images, 48, torch.rand((8, 2, 2), generator=gen))
+    return model.eval()
 
 
 @pytest.fixture
@@ -63,6 +74,7 @@ def test_contrastive_reward_compares_with_random_patches(tiny_model, batch):
                            .probs[rows, labels] for _ in range(3)) / 3
             torch.testing.assert_close(rollout.rewards[t], after.probs[rows, labels] - baseline, atol=1e-5, rtol=0)
             state = after
+    assert rollout.rewards.abs().min() > 1e-4  # the patches do matter to this model
 
 
 def test_replay_matches_the_rollout_policy(tiny_model, batch):
@@ -113,3 +125,16 @@ def test_ppo_update_moves_the_policy_towards_rewarded_locations():
         stats = ppo.ppo_update(policy, optimizer, rollout, cfg, std, gen)
     assert error < 0.5 * first_error, (first_error, error)
     assert 0 <= stats["clip_fraction"] <= 1 and stats["value_loss"] > 0
+
+
+def test_reward_mask_zeroes_masked_episodes(tiny_model, batch):
+    images, labels, sizes = batch
+    mask = torch.tensor([True, False, True, False, True, True])
+    cfg = Stage2Config(reward="increments")
+    full = ppo.collect_rollout(tiny_model, images, labels, sizes, cfg, torch.Generator().manual_seed(2),
+                               contextlib.nullcontext)
+    masked = ppo.collect_rollout(tiny_model, images, labels, sizes, cfg,
+                                 torch.Generator().manual_seed(2), contextlib.nullcontext, mask)
+    torch.testing.assert_close(masked.rewards[:, mask], full.rewards[:, mask])
+    assert torch.all(masked.rewards[:, ~mask] == 0) and torch.all(masked.returns[:, ~mask] == 0)
+    assert full.rewards[:, ~mask].abs().sum() > 0
