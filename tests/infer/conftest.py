@@ -116,3 +116,44 @@ def small_tiff(photos, tmp_path_factory):
     path = tmp_path_factory.mktemp("tiff") / "astronaut_tiled.tif"
     assert len(write_pyramid_tiff(path, pixels)) >= 3
     return path, pixels
+
+
+def step_api_oracle(model, path, sides) -> tuple[list[float], list[list[int]]]:
+    """Confidences after each step and focus boxes of the route glance -> sides, run through the
+    model's step API on the TIFF read whole by tifffile (the in-memory path on the same pixels),
+    with the glance from the reader's pyramid as the region path takes it."""
+    import tifffile
+
+    from msgf import ops
+    from msgf.data.regions import open_image
+
+    full = torch.from_numpy(tifffile.imread(path))[None]
+    reader = open_image(path)
+    size = model.config.glance_size
+    with torch.inference_mode():
+        state = model.glance(torch.from_numpy(reader.read_glance(size, size))[None])
+        confs, boxes = [float(state.confidence[0])], []
+        for side in sides:
+            proposal = model.propose(state, side)
+            state = model.focus(state, full, proposal.mean, side, proposal=proposal)
+            confs.append(float(state.confidence[0]))
+            boxes.append(ops.focus_boxes(proposal.mean.clamp(0, 1), side, full.shape[1:3])[0, 1:].int().tolist())
+    reader.close()
+    return confs, boxes
+
+
+@pytest.fixture(scope="session")
+def step_oracle():
+    return step_api_oracle
+
+
+@pytest.fixture(scope="session")
+def forced():
+    """Thresholds forcing the route glance -> 32 px -> 48 px (K=2, T=3): at step 1 only the 32 px
+    threshold (inf) is >= any confidence, at step 2 only the 48 px one."""
+    return Thresholds([[np.inf, -np.inf], [-np.inf, np.inf]])
+
+
+@pytest.fixture(scope="session")
+def write_tiff():
+    return write_pyramid_tiff

@@ -62,24 +62,10 @@ def test_mixed_sizes_in_one_call_match_each_image_alone(model, thresholds, photo
         assert result.confidence == pytest.approx(alone.confidence, rel=1e-5)
 
 
-def test_tiff_region_reads_match_the_step_api_on_the_whole_image(model, small_tiff):
-    """Route forced to glance, 32 px, 48 px; the oracle runs the model's step API on the image
-    read whole by tifffile, with the same glance pixels (the pyramid's)."""
-    import tifffile
-
+def test_tiff_region_reads_match_the_step_api_on_the_whole_image(model, small_tiff, forced, step_oracle):
     path, _ = small_tiff
-    full = torch.from_numpy(tifffile.imread(path))[None]
-    reader = open_image(path)
-    forced = Thresholds([[np.inf, -np.inf], [-np.inf, np.inf]])
-    (result,) = msgf.Predictor(model, thresholds=forced).predict_regions([reader])
-    with torch.inference_mode():
-        state = model.glance(torch.from_numpy(reader.read_glance(32, 32))[None])
-        confs, boxes = [float(state.confidence[0])], []
-        for side in (32, 48):
-            proposal = model.propose(state, side)
-            state = model.focus(state, full, proposal.mean, side, proposal=proposal)
-            confs.append(float(state.confidence[0]))
-            boxes.append(ops.focus_boxes(proposal.mean.clamp(0, 1), side, full.shape[1:3])[0, 1:].int().tolist())
+    (result,) = msgf.Predictor(model, thresholds=forced).predict_regions([open_image(path)])
+    confs, boxes = step_oracle(model, path, [32, 48])
     assert [s.confidence for s in result.steps] == confs
     assert [list(p.box) for p in result.patches] == boxes
     assert [p.size for p in result.patches] == [32, 48] and result.image_hw == (600, 800)
