@@ -3,7 +3,8 @@
 Every input is opened as a region reader (msgf.data.regions.open_image): JPEG/PNG are decoded
 once, TIFF (tiled, pyramidal, megapixel) is read lazily, the glance from its pyramid and each
 focus patch as a region. One JSON line per image, then one summary line. A file that cannot be
-read is reported by name and skipped; the exit status is 1 if any was.
+read is reported by name and skipped; the exit status is 1 if any was. A batch holds its
+decoded JPEG/PNG files at once (TIFFs are never decoded whole): lower --batch for huge JPEGs.
 """
 from __future__ import annotations
 
@@ -34,7 +35,8 @@ def register(subparsers) -> None:
                       help="thresholds JSON: msgf.engine.Thresholds.to_json() or one threshold_search Result")
     parser.add_argument("--batch", type=_positive, default=32, help="images per batch (default: 32)")
     parser.add_argument("--out", type=Path, metavar="JSONL", help="write the lines here (default: stdout)")
-    parser.add_argument("--visualize", type=Path, metavar="DIR", help="write one PNG of the glance and patches per image")
+    parser.add_argument("--visualize", type=Path, metavar="DIR",
+                        help="write one PNG of the glance and patches per image")
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.set_defaults(func=run)

@@ -87,8 +87,9 @@ class Predictor:
 
     def predict(self, images) -> list[ImagePrediction]:
         """Decoded images: a uint8 (N, H, W, C) array/tensor, or a list of uint8 (H, W, C) arrays
-        of any sizes (C = 3; 1 and 4 are made RGB). Equal sizes run as one batch through
-        msgf.engine.predict; mixed sizes through the region path, with the same results."""
+        of any sizes (C = 3; 1 and 4 are made RGB). Equal RGB sizes run as one batch exactly as
+        msgf.engine.predict does; otherwise through the region path over in-memory readers, which
+        gives each image's results alone (up to last-bit rounding of batched matrix products)."""
         from msgf.data.regions import ArrayImage
 
         arrays = _as_arrays(images)
@@ -116,7 +117,7 @@ class Predictor:
         return next(self.model.parameters()).device
 
     def _results(self, out: Predictions, image_hw) -> list[ImagePrediction]:
-        out = Predictions(*(t.cpu() for t in vars(out).values()))
+        out = Predictions(**{name: values.cpu() for name, values in vars(out).items()})
         glance = self.config.glance_size
         results = []
         for i, hw in enumerate(image_hw):

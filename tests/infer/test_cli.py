@@ -45,7 +45,9 @@ def test_infer_a_folder_with_a_corrupt_file_and_a_tiff(folder, ckpt, tmp_path, c
     predictor = msgf.Predictor(ckpt, budget=2e8)
     for line in lines:
         (expected,) = predictor.predict_regions([open_image(line["file"])])
-        assert line["class"] == expected.class_name and line["confidence"] == pytest.approx(expected.confidence, rel=1e-5)
+        # batched with other sizes, matrix products may round differently in the last bit
+        assert line["class"] == expected.class_name
+        assert line["confidence"] == pytest.approx(expected.confidence, rel=1e-5)
         assert line["exit_step"] == expected.exit_step and line["macs"] == expected.macs
         assert [p["box"] for p in line["patches"]] == [list(s.box) for s in expected.patches]
         assert [p["size"] for p in line["patches"]] == [s.size for s in expected.patches]
