@@ -58,7 +58,11 @@ def run(args) -> int:
         return 2
     if args.visualize is not None:
         args.visualize.mkdir(parents=True, exist_ok=True)
-    out = open(args.out, "w") if args.out is not None else sys.stdout
+    try:
+        out = open(args.out, "w") if args.out is not None else sys.stdout
+    except OSError as error:
+        print(f"msgf infer: error: --out: {error}", file=sys.stderr)
+        return 2
     try:
         failed = _infer(args, predictor, inputs, out)
     finally:

@@ -46,14 +46,9 @@ def photo_files(photos, tmp_path_factory):
 
 
 def spread_rows(conf_levels) -> list[list[float]]:
-    """Per step, thresholds (K=2) placed between the observed confidences so that some samples
-    exit, some continue with 32 and some with 48 px patches."""
-    rows = []
-    for conf in conf_levels:
-        values = np.unique(np.asarray(conf, dtype=np.float64))
-        cut = lambda q: (values[int(q * (len(values) - 1))] + values[int(q * (len(values) - 1)) + 1]) / 2  # noqa: E731
-        rows.append([cut(2 / 3), cut(1 / 3)])
-    return rows
+    """Per step, thresholds (K=2) at the confidences' terciles, so that some samples exit, some
+    continue with 32 and some with 48 px patches (5 photos: the terciles fall between values)."""
+    return [np.quantile(np.asarray(conf, dtype=np.float64), [2 / 3, 1 / 3]).tolist() for conf in conf_levels]
 
 
 @pytest.fixture(scope="session")
