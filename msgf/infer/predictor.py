@@ -66,6 +66,7 @@ class Predictor:
     def __init__(self, ckpt, *, budget=None, thresholds=None, device: str | torch.device = "cpu"):
         from msgf.models.gfnet import GFNet
 
+        _check_threshold_args(budget, thresholds)  # before loading: a usage error should not wait for it
         if isinstance(ckpt, GFNet):
             if ckpt.training:
                 raise ValueError("ckpt: the model is in training mode; call model.eval() first")
@@ -134,23 +135,25 @@ class Predictor:
         return results
 
 
-def _choose_thresholds(model, budget, thresholds) -> Thresholds:
-    cfg = model.config
+def _check_threshold_args(budget, thresholds) -> None:
     if budget is not None and thresholds is not None:
         raise ValueError("budget, thresholds: give one of them, not both")
+    if thresholds is not None and not isinstance(thresholds, (Thresholds, str, os.PathLike)):
+        raise TypeError(f"thresholds: expected msgf.engine.Thresholds or a JSON path, got {type(thresholds).__name__}")
+    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (str, int, float))):
+        raise TypeError(f"budget: expected MACs as a number or a string like '1.5G', got {type(budget).__name__}")
+
+
+def _choose_thresholds(model, budget, thresholds) -> Thresholds:
+    cfg = model.config
     if thresholds is not None:
-        if isinstance(thresholds, (str, os.PathLike)):
+        if not isinstance(thresholds, Thresholds):
             with open(thresholds) as handle:
                 thresholds = Thresholds.from_json(handle.read())
-        elif not isinstance(thresholds, Thresholds):
-            raise TypeError(f"thresholds: expected msgf.engine.Thresholds or a JSON path, "
-                            f"got {type(thresholds).__name__}")
         chosen = thresholds
     elif budget is not None:
         from threshold_search import parse_budget
 
-        if isinstance(budget, bool) or not isinstance(budget, (str, int, float)):
-            raise TypeError(f"budget: expected MACs as a number or a string like '1.5G', got {type(budget).__name__}")
         chosen = for_budget(model.exit_thresholds, parse_budget(budget) if isinstance(budget, str) else budget)
     elif len(model.exit_thresholds) == 1:
         chosen = model.exit_thresholds[0]

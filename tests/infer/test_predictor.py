@@ -115,8 +115,10 @@ def test_bad_arguments_name_themselves(model, thresholds, ckpt, photos):
         msgf.Predictor(ckpt, budget="200M", thresholds=thresholds)
     with pytest.raises(TypeError, match="thresholds"):
         msgf.Predictor(ckpt, thresholds=[[0.5, 0.5]])
+    with pytest.raises(TypeError, match="budget"):
+        msgf.Predictor(ckpt, budget=[2e8])
     with pytest.raises(ValueError, match="thresholds eta has shape"):
-        msgf.Predictor(ckpt, thresholds=Thresholds([[0.5]]))
+        msgf.Predictor(model, thresholds=Thresholds([[0.5]]))
     predictor = msgf.Predictor(model, thresholds=thresholds)
     with pytest.raises(TypeError, match="images"):
         predictor.predict("photo.jpg")
