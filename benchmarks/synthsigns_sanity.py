@@ -8,7 +8,7 @@ momentum 0.1, see design.md section 7) twice on fresh procedural scenes:
           red-ringed decoys (--empty-crop decoy: the crop model must then read digits rather
           than detect "a sign is centred"; it needs a longer budget).
 The glance model should stay near the majority class (0.5) and the crop model well above.
-Writes benchmarks/results/synthsigns_sanity.{json,md}.
+Writes benchmarks/results/synthsigns_sanity.{json,md} (synthsigns_sanity_decoy.* for --empty-crop decoy).
 
     python benchmarks/synthsigns_sanity.py --train-scenes 12000 --epochs 4
 """
@@ -114,6 +114,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--empty-crop", choices=("random", "decoy"), default="random")
+    parser.add_argument("--models", nargs="+", choices=("glance", "crop"), default=["glance", "crop"],
+                        help="train only some (results then go to synthsigns_sanity_<model>.*)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -131,26 +133,31 @@ def main() -> None:
                "seed": args.seed, "threads": args.threads,
                "generation_seconds": round(generation_seconds, 1),
                "majority_baseline": float((test_labels == test_labels.mode().values).float().mean())}
-    results["glance_96"] = train_and_test(train_glance, train_labels, test_glance, test_labels,
-                                          args.epochs, args.batch, args.seed)
-    print("glance", results["glance_96"], flush=True)
-    results["crop_96_at_sign"] = train_and_test(train_crop, train_labels, test_crop, test_labels,
-                                                args.epochs, args.batch, args.seed)
-    print("crop", results["crop_96_at_sign"], flush=True)
+    rows = [("majority class", results["majority_baseline"], "-")]
+    if "glance" in args.models:
+        results["glance_96"] = train_and_test(train_glance, train_labels, test_glance, test_labels,
+                                              args.epochs, args.batch, args.seed)
+        print("glance", results["glance_96"], flush=True)
+        rows.append(("96 px glance of the whole scene", results["glance_96"]["test_accuracy"],
+                     results["glance_96"]["train_seconds"]))
+    if "crop" in args.models:
+        results["crop_96_at_sign"] = train_and_test(train_crop, train_labels, test_crop, test_labels,
+                                                    args.epochs, args.batch, args.seed)
+        print("crop", results["crop_96_at_sign"], flush=True)
+        rows.append((f"96 px full-resolution crop at the sign (EMPTY: {args.empty_crop} location)",
+                     results["crop_96_at_sign"]["test_accuracy"], results["crop_96_at_sign"]["train_seconds"]))
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "synthsigns_sanity.json").write_text(json.dumps(results, indent=2) + "\n")
-    rows = [("majority class", results["majority_baseline"], "-"),
-            ("96 px glance of the whole scene", results["glance_96"]["test_accuracy"],
-             results["glance_96"]["train_seconds"]),
-            (f"96 px full-resolution crop at the sign (EMPTY: {args.empty_crop} location)",
-             results["crop_96_at_sign"]["test_accuracy"], results["crop_96_at_sign"]["train_seconds"])]
+    stem = "synthsigns_sanity" + ("_decoy" if args.empty_crop == "decoy" else "")
+    if len(args.models) == 1:
+        stem += "_" + args.models[0]
+    (out / f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n")
     lines = [f"# synthsigns sanity ({size[0]}x{size[1]}, mobilenet_v3_small from scratch, "
              f"{args.train_scenes} train / {args.test_scenes} test scenes, {args.epochs} epochs, seed {args.seed})",
              "", "| input | test accuracy | train seconds |", "|---|---|---|"]
     lines += [f"| {name} | {acc:.3f} | {secs} |" for name, acc, secs in rows]
-    (out / "synthsigns_sanity.md").write_text("\n".join(lines) + "\n")
+    (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
