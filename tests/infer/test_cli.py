@@ -16,7 +16,8 @@ def read_lines(path):
 
 @pytest.fixture
 def folder(tmp_path, photo_files, small_tiff):
-    """Photos (JPEG/PNG), a tiled pyramidal TIFF, and a corrupt JPEG in between."""
+    """Photos (JPEG/PNG), a tiled pyramidal TIFF, a corrupt JPEG (fails to open) and an image
+    smaller than a patch (opens, then fails inside its batch)."""
     root = tmp_path / "images"
     (root / "sub").mkdir(parents=True)
     for name, path in photo_files.items():
@@ -24,6 +25,7 @@ def folder(tmp_path, photo_files, small_tiff):
     shutil.copy(small_tiff[0], root / "sub" / small_tiff[0].name)
     data = (root / "astronaut.jpg").read_bytes()
     (root / "broken.jpg").write_bytes(data[:len(data) // 3])  # truncated mid-scan
+    Image.new("RGB", (40, 30)).save(root / "tiny.png")
     (root / "notes.txt").write_text("not an image, and not picked up from a directory")
     return root
 
@@ -32,13 +34,15 @@ def test_infer_a_folder_with_a_corrupt_file_and_a_tiff(folder, ckpt, tmp_path, c
     out, figures = tmp_path / "preds.jsonl", tmp_path / "figures"
     status = main(["infer", str(ckpt), str(folder), "--budget", "200M", "--batch", "3", "--out", str(out),
                    "--visualize", str(figures), "--no-progress"])
-    assert status == 1  # one file failed; the run still went through the others
-    assert "broken.jpg" in capsys.readouterr().err
+    assert status == 1  # two files failed; the run still went through the others
+    err = capsys.readouterr().err
+    assert "broken.jpg" in err and "tiny.png" in err and "smaller than the model's largest patch" in err
     lines, summary = read_lines(out)
-    files = sorted(str(p) for p in folder.rglob("*") if p.suffix in (".jpg", ".png", ".tif"))
-    assert sorted(line["file"] for line in lines) == sorted(f for f in files if "broken" not in f)
-    assert summary["images"] == 6 and summary["failed"] == 1 and summary["inputs"] == 7
-    assert summary["failed_files"] == [str(folder / "broken.jpg")]
+    bad = [str(folder / "broken.jpg"), str(folder / "tiny.png")]
+    files = sorted(str(p) for p in folder.rglob("*") if p.suffix in (".jpg", ".png", ".tif") and str(p) not in bad)
+    assert sorted(line["file"] for line in lines) == files
+    assert summary["images"] == 6 and summary["failed"] == 2 and summary["inputs"] == 8
+    assert summary["failed_files"] == bad
     assert summary["avg_macs"] == pytest.approx(sum(line["macs"] for line in lines) / 6)
     assert summary["images_per_second"] > 0
     # every line is what the Python API gives for that file (oracle: tests/infer/test_predictor.py)
@@ -59,7 +63,7 @@ def test_infer_a_folder_with_a_corrupt_file_and_a_tiff(folder, ckpt, tmp_path, c
     tiff_line = next(line for line in lines if line["file"].endswith(".tif"))
     assert tiff_line["image_size"] == [600, 800]
     pngs = sorted(p.name for p in figures.iterdir())
-    assert pngs == sorted(f"{p.rsplit('/', 1)[1].rsplit('.', 1)[0]}.png" for p in files if "broken" not in p)
+    assert pngs == sorted(f"{p.rsplit('/', 1)[1].rsplit('.', 1)[0]}.png" for p in files)
     for png in figures.iterdir():
         with Image.open(png) as image:
             assert image.format == "PNG" and min(image.size) > 100
