@@ -113,8 +113,8 @@ def small_tiff(photos, tmp_path_factory):
     return path, pixels
 
 
-def step_api_oracle(model, path, sides) -> tuple[list[float], list[list[int]]]:
-    """Confidences after each step and focus boxes of the route glance -> sides, run through the
+def step_api_oracle(model, path, sides) -> tuple[list[tuple[int, float]], list[list[int]]]:
+    """(prediction, confidence) after each step and focus boxes of the route glance -> sides, run through the
     model's step API on the TIFF read whole by tifffile (the in-memory path on the same pixels),
     with the glance from the reader's pyramid as the region path takes it."""
     import tifffile
@@ -127,14 +127,14 @@ def step_api_oracle(model, path, sides) -> tuple[list[float], list[list[int]]]:
     size = model.config.glance_size
     with torch.inference_mode():
         state = model.glance(torch.from_numpy(reader.read_glance(size, size))[None])
-        confs, boxes = [float(state.confidence[0])], []
+        steps, boxes = [(int(state.logits.argmax()), float(state.confidence[0]))], []
         for side in sides:
             proposal = model.propose(state, side)
             state = model.focus(state, full, proposal.mean, side, proposal=proposal)
-            confs.append(float(state.confidence[0]))
+            steps.append((int(state.logits.argmax()), float(state.confidence[0])))
             boxes.append(ops.focus_boxes(proposal.mean.clamp(0, 1), side, full.shape[1:3])[0, 1:].int().tolist())
     reader.close()
-    return confs, boxes
+    return steps, boxes
 
 
 @pytest.fixture(scope="session")

@@ -65,8 +65,8 @@ def test_mixed_sizes_in_one_call_match_each_image_alone(model, thresholds, photo
 def test_tiff_region_reads_match_the_step_api_on_the_whole_image(model, small_tiff, forced, step_oracle):
     path, _ = small_tiff
     (result,) = msgf.Predictor(model, thresholds=forced).predict_regions([open_image(path)])
-    confs, boxes = step_oracle(model, path, [32, 48])
-    assert [s.confidence for s in result.steps] == confs
+    steps, boxes = step_oracle(model, path, [32, 48])
+    assert [(s.pred, s.confidence) for s in result.steps] == steps
     assert [list(p.box) for p in result.patches] == boxes
     assert [p.size for p in result.patches] == [32, 48] and result.image_hw == (600, 800)
 
