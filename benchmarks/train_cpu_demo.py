@@ -12,6 +12,9 @@ against random locations, and stage II accuracy with each reward, on the test sp
 
     python benchmarks/train_cpu_demo.py                 # the three runs (about 45 min)
     python benchmarks/train_cpu_demo.py --summarise     # only re-read finished runs
+
+The tables are generated; the closing "What this shows" section of the committed .md was
+written by hand from the runs' logs and the diagnostics it describes.
 """
 from __future__ import annotations
 
