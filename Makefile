@@ -25,9 +25,16 @@ build: $(PY)
 	rm -f $(STAMP)
 	$(MAKE) setup
 
-# The main job on built-in data. Until training lands this is the crop-operator benchmark.
+# The main job on built-in data: train on the built-in speed-limit scenes (cpu-demo preset,
+# about 15-20 minutes on 2 cores), then pick exit thresholds for one compute budget on the
+# validation trajectories the run exported and report them on the test split.
+DEMO_OUT    ?= runs/demo
+DEMO_BUDGET ?= 25M
 demo: setup
-	$(PY) benchmarks/crop.py --out runs/demo
+	$(PY) -m msgf train --preset cpu-demo --out $(DEMO_OUT)
+	$(PY) -m msgf search-thresholds --trajectories $(DEMO_OUT)/val_trajectories.npz \
+		--test $(DEMO_OUT)/test_trajectories.npz --budget $(DEMO_BUDGET) \
+		--plot $(DEMO_OUT)/accuracy_vs_macs.png --out $(DEMO_OUT)/thresholds.json
 
 test: setup
 	$(PY) -m pytest -q

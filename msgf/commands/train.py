@@ -9,6 +9,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from msgf.commands._args import image_size as _image_size
+from msgf.commands._args import positive_int as _positive
+
 
 def _sizes(text: str) -> tuple[int, ...]:
     try:
@@ -28,24 +31,6 @@ def _stages(text: str) -> tuple[int, ...]:
     if not stages or any(s not in (0, 1, 2, 3) for s in stages) or list(stages) != sorted(set(stages)):
         raise argparse.ArgumentTypeError(f"expected ascending stages among 0,1,2,3 like 2,3, got {text!r}")
     return stages
-
-
-def _image_size(text: str) -> tuple[int, int]:
-    height, _, width = text.lower().partition("x")
-    try:
-        size = (int(height), int(width or height))
-    except ValueError:
-        size = (0, 0)
-    if min(size) < 1:
-        raise argparse.ArgumentTypeError(f"expected HxW or one side, e.g. 480x640, got {text!r}")
-    return size
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
-    return value
 
 
 def register(subparsers) -> None:

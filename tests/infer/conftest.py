@@ -11,14 +11,9 @@ CLASSES = ["astronaut", "coffee", "cat", "rocket"]
 BUDGET = 2e8  # the budget the test thresholds are stored under (a label, not a measured cost)
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """The models are tiny and the machine is shared: a second OpenMP thread spin-waiting next to
-    other busy processes costs far more than it gains (see tests/engine/conftest.py)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+@pytest.fixture(scope="module", autouse=True)
+def _tiny_models_run_single_threaded(single_torch_thread):
+    """See tests/conftest.py: single_torch_thread."""
 
 
 @pytest.fixture(scope="session")

@@ -5,14 +5,8 @@ import msgf
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """These models are tiny (32-64 px), so a second thread gains nothing, while OpenMP threads
-    that spin-wait next to another busy process on this 2-core machine slowed a forward pass
-    from 3 ms to 1.5 s. Restored afterwards: other test directories keep their setting."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _tiny_models_run_single_threaded(single_torch_thread):
+    """See tests/conftest.py: single_torch_thread."""
 
 
 @pytest.fixture(scope="module")
