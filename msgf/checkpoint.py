@@ -77,8 +77,14 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
 
     payload = read_checkpoint(path)
     try:
-        model = GFNet(GFConfig.from_dict(payload["config"]))
-        model.load_state_dict(payload["state_dict"])
+        # Built on the meta device and given the loaded tensors (assign=True), so the weights
+        # exist once in memory, not twice: this halves the loading peak of large backbones.
+        with torch.device("meta"):
+            model = GFNet(GFConfig.from_dict(payload["config"]))
+        model.load_state_dict(payload["state_dict"], strict=True, assign=True)
+        missing = [name for name, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
+        if missing:
+            raise ValueError(f"no saved values for {missing[:3]}")
         model.set_macs_cache(payload["macs_per_step"])
         model.exit_thresholds = [Thresholds.from_dict(t) for t in payload["thresholds"]]
     except (KeyError, TypeError, ValueError, RuntimeError) as err:
@@ -131,7 +137,7 @@ def _digest(payload: dict) -> str:
         if isinstance(value, torch.Tensor):
             tensor = value.detach().cpu().contiguous()
             sha.update(f"{tensor.dtype}{tuple(tensor.shape)}".encode())
-            sha.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+            sha.update(tensor.reshape(-1).view(torch.uint8).numpy())  # hashed in place, no copy
             return "<tensor>"
         if isinstance(value, dict):
             return {str(k): feed(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
