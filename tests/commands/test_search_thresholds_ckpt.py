@@ -10,13 +10,10 @@ import pytest
 import torch
 
 import msgf
+from msgf import data
 from msgf.cli import main
 from msgf.engine import export_trajectories, predict
 from msgf.engine.trajectories import node_macs
-
-data = pytest.importorskip("msgf.data")
-if not hasattr(data, "open_dataset"):
-    pytest.skip("msgf.data.open_dataset not built yet", allow_module_level=True)
 
 DATA = ["--data", "synthsigns", "--image-size", "96x128", "--num-samples", "24"]
 
