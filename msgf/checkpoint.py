@@ -10,9 +10,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 
 import torch
+
+from msgf.atomic import atomic_write
 
 FORMAT = "msgf-checkpoint"
 FORMAT_VERSION = 1
@@ -115,17 +116,8 @@ def _same_budget(a, b) -> bool:
 
 
 def _atomic_save(payload: dict, path: str) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix=os.path.basename(path) + ".", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            torch.save(payload, file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
+    with atomic_write(path) as file:
+        torch.save(payload, file)
 
 
 def _digest(payload: dict) -> str:

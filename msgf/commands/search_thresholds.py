@@ -12,9 +12,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 from msgf.commands._args import budget as _budget
@@ -214,13 +212,8 @@ def _table(report: dict) -> str:
 
 
 def _write_json(path: Path, report: dict) -> None:
-    # Atomic, like every artefact we write: a reader never sees half a file.
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as file:
-            json.dump(report, file, indent=2, allow_nan=False)
-            file.write("\n")
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
+    from msgf.atomic import atomic_write
+
+    with atomic_write(path, "w") as file:  # a reader never sees half a file
+        json.dump(report, file, indent=2, allow_nan=False)
+        file.write("\n")

@@ -164,6 +164,10 @@ class Trajectories:
         if self.entropy is not None:
             fields["entropy"] = self.entropy
         handle, temporary = tempfile.mkstemp(dir=path.parent or ".", prefix=path.name, suffix=".tmp")
+        # mkstemp makes a private (0600) file; give the result the usual 0666-less-umask mode.
+        umask = os.umask(0o022)
+        os.umask(umask)
+        os.fchmod(handle, 0o666 & ~umask)
         try:
             with os.fdopen(handle, "wb") as file:
                 np.savez(file, **fields)
