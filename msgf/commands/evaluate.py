@@ -6,7 +6,6 @@ sample runs t = 1..T steps at one patch size, for accuracy-vs-steps curves).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 import msgf
-from msgf.models.state import GFState, cat_states
+from msgf.models.state import cat_states
 
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)

@@ -6,6 +6,6 @@ import torch
 def _flush_denormals():
     # Freshly initialised encoders produce denormal activations that make CPU convolutions
     # ~100x slower; training does the same (msgf.train.loop).
-    previous = torch.set_flush_denormal(True)
+    torch.set_flush_denormal(True)
     yield
     torch.set_flush_denormal(False)
