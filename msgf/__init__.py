@@ -1,5 +1,7 @@
 """msgf: Multi-Scale Glance-and-Focus Networks for cheap high-resolution recognition."""
 
+from msgf._lazy import lazy_getattr
+
 __version__ = "0.1.0"
 
 # Public names -> the module defining them. Imported on first use so that `import msgf`
@@ -17,14 +19,7 @@ _LAZY = {
 __all__ = ["__version__", *_LAZY]
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'msgf' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())
 
 
 def __dir__() -> list[str]:

@@ -3,6 +3,8 @@
 
 Names load on first use, so `msgf --help` does not import torch.
 """
+
+from msgf._lazy import lazy_getattr
 _LAZY = {
     "RunOptions": "msgf.train.loop",
     "train": "msgf.train.loop",
@@ -16,11 +18,4 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'msgf.train' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())
