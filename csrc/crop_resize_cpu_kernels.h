@@ -116,13 +116,26 @@ void copy_rows(const CropArgs& a, const PatchJob& job, int64_t begin, int64_t en
 
 // ---------------------------------------------------------------- bilinear path
 
+// Where one job reads and how it scales: the common start of the resampling paths.
+template <typename T>
+struct JobGeometry {
+  const T* base;        // image `job.batch`
+  float scale_y, scale_x;  // source pixels per output pixel
+  int64_t plane;        // output pixels per channel
+  JobGeometry(const ImageView& img, const PatchJob& job)
+      : base(static_cast<const T*>(img.data) + job.batch * img.stride_n),
+        scale_y((job.y1 - job.y0) / static_cast<float>(job.out_h)),
+        scale_x((job.x1 - job.x0) / static_cast<float>(job.out_w)),
+        plane(job.out_h * job.out_w) {}
+};
+
 template <typename T, int OUT>
 void bilinear_rows(const CropArgs& a, const PatchJob& job, int64_t begin, int64_t end) {
   const ImageView& img = a.image;
-  const T* base = static_cast<const T*>(img.data) + job.batch * img.stride_n;
-  const float scale_y = (job.y1 - job.y0) / static_cast<float>(job.out_h);
-  const float scale_x = (job.x1 - job.x0) / static_cast<float>(job.out_w);
-  const int64_t plane = job.out_h * job.out_w;
+  const JobGeometry<T> geo(img, job);
+  const T* base = geo.base;
+  const float scale_y = geo.scale_y, scale_x = geo.scale_x;
+  const int64_t plane = geo.plane;
   std::vector<LinearTap> cols(job.out_w);
   for (int64_t j = 0; j < job.out_w; ++j) cols[j] = linear_tap(job.x0, scale_x, j, img.w);
   for (int64_t i = begin; i < end; ++i) {
@@ -212,10 +225,10 @@ struct FilterScratch {
 template <typename T, int OUT>
 void filtered_rows(const CropArgs& a, const PatchJob& job, int64_t begin, int64_t end, FilterScratch& scratch) {
   const ImageView& img = a.image;
-  const T* base = static_cast<const T*>(img.data) + job.batch * img.stride_n;
-  const float scale_y = (job.y1 - job.y0) / static_cast<float>(job.out_h);
-  const float scale_x = (job.x1 - job.x0) / static_cast<float>(job.out_w);
-  const int64_t plane = job.out_h * job.out_w;
+  const JobGeometry<T> geo(img, job);
+  const T* base = geo.base;
+  const float scale_y = geo.scale_y, scale_x = geo.scale_x;
+  const int64_t plane = geo.plane;
 
   // Horizontal taps, computed once per work item.
   std::vector<FilterWindow> cols(job.out_w);
