@@ -48,16 +48,34 @@ def node_macs(model) -> np.ndarray:
     return np.asarray(macs, dtype=np.float64)
 
 
+LOCATIONS = ("policy", "random")
+
+
 def export_trajectories(model, batches: Iterable, path: str | os.PathLike, *, entropy: bool = True,
-                        progress: bool = True, total: int | None = None) -> ExportSummary:
+                        progress: bool = True, total: int | None = None, locations: str = "policy",
+                        seed: int = 0) -> ExportSummary:
     """Write the trajectory `.npz` of every sample in `batches` to `path` (atomically).
 
     batches yields dicts with "images" and "labels" (as `msgf.data.collate_batch` makes) or
     (images, labels) pairs. The model must be in eval mode.
+
+    locations="policy" crops every focus patch where pi's mean points (what inference does);
+    "random" crops it at a location drawn uniformly in [0,1]^2 for each sample at each node,
+    from a torch.Generator seeded by `seed` (the paper's "random patch" ablation; the same
+    batches and seed give the same file). Costs are the model's either way, so the two
+    files compare at equal budgets.
     """
     cfg = model.config
     if model.training:
         raise ValueError("model is in training mode; call model.eval() first")
+    if locations not in LOCATIONS:
+        raise ValueError(f"locations must be one of {LOCATIONS}, got {locations!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValueError(f"seed must be an integer, got {seed!r}")
+    generator = None
+    if locations == "random":
+        generator = torch.Generator()
+        generator.manual_seed(seed)
     num_nodes = level_offset(cfg.T + 1, cfg.num_sizes)
     timer = _StepTimer(cfg.patch_sizes)
     count = 0
@@ -66,7 +84,7 @@ def export_trajectories(model, batches: Iterable, path: str | os.PathLike, *, en
     with NpzStreamWriter(path) as writer, torch.inference_mode():
         for batch in tqdm(batches, total=total, desc="trajectories", unit="batch", disable=not progress):
             images, labels = _unpack(batch)
-            levels = _run_tree(model, images, timer)
+            levels = _run_tree(model, images, timer, generator)
             labels_np = labels.cpu().numpy().astype(np.int64)
             logits = torch.cat([lv.permute(1, 0, 2) for lv in levels], dim=1)  # (B, M, C)
             _append_nodes(writer, logits, labels_np, entropy)
@@ -78,8 +96,9 @@ def export_trajectories(model, batches: Iterable, path: str | os.PathLike, *, en
     return ExportSummary(os.fspath(path), count, num_nodes, timer.per_image())
 
 
-def _run_tree(model, images, timer: "_StepTimer") -> list[torch.Tensor]:
-    """Logits of every node, per level: (nodes in level, B, C)."""
+def _run_tree(model, images, timer: "_StepTimer", generator: torch.Generator | None = None) -> list[torch.Tensor]:
+    """Logits of every node, per level: (nodes in level, B, C). With a generator, focus
+    locations are drawn from it (uniform in [0,1]^2) instead of taken from pi's mean."""
     cfg = model.config
     K = cfg.num_sizes
     state = timer.time("glance", len(images), lambda: model.glance(images))
@@ -90,8 +109,10 @@ def _run_tree(model, images, timer: "_StepTimer") -> list[torch.Tensor]:
         children = []
         for size in cfg.patch_sizes:
             def step(parent=state, size=size):
-                proposal = model.propose(parent, size)
-                return model.focus(parent, images, proposal.mean, size, proposal=proposal)
+                proposal = model.propose(parent, size)  # also carries pi's recurrent state on
+                where = proposal.mean if generator is None else \
+                    torch.rand((len(parent), 2), generator=generator).to(proposal.mean)
+                return model.focus(parent, images, where, size, proposal=proposal)
             children.append(timer.time(size, len(state), step))
         # children[k] rows are (parent p, sample i); level order wants (p, k, i).
         logits = torch.stack([c.logits.float().view(parents, batch, -1) for c in children], dim=1)
