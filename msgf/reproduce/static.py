@@ -1,0 +1,173 @@
+"""Static baselines: the GFNet's backbone trained on whole scenes at one input size.
+
+What a user would pick instead of a glance-and-focus model: the torchvision classifier of the
+same name (fresh weights; nothing is downloaded) on the whole scene resized (antialiased,
+normalised inside msgf.ops.glance) to H x W. Trained on the GFNet runs' training split with
+SGD + Nesterov + cosine and the learning rate, momentum and weight decay of the config's
+stage 0 (the stage that trains a backbone from scratch); the epoch with the best validation
+accuracy is kept and scored on the test split. MACs per image are counted with
+FlopCounterMode (FLOPs / 2), the resize not included, as for the GFNet (design.md 4).
+
+Each baseline lives in WORKDIR/static-HxW/: state.pt after every epoch (resumable),
+model.pt (the best weights) and done.json (its results) once finished.
+"""
+from __future__ import annotations
+
+import copy
+import io
+import json
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from msgf.atomic import atomic_write
+from msgf.reproduce.plan import StaticRun
+from msgf.reproduce.runs import read_done, write_done
+
+
+def build(backbone: str, num_classes: int, bn_momentum: float | None = None) -> nn.Module:
+    import torchvision
+
+    model = torchvision.models.get_model(backbone, weights=None, num_classes=num_classes)
+    if bn_momentum is not None:  # as the GFNet runs set it (design.md 7: MobileNet-V3's 0.01 lags)
+        for module in model.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.momentum = bn_momentum
+    return model
+
+
+def normalisation() -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The GFNet's default mean/std (a GFConfig's), so both see identically scaled pixels."""
+    from msgf.models.config import IMAGENET_MEAN, IMAGENET_STD
+
+    return IMAGENET_MEAN, IMAGENET_STD
+
+
+def inputs(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """uint8 (N, H, W, C) scenes -> normalised float (N, C, h, w), as the GFNet's glance is made."""
+    from msgf import ops
+
+    mean, std = normalisation()
+    return ops.glance(images, tuple(size), mean=mean, std=std)
+
+
+def count_macs(model: nn.Module, size: tuple[int, int]) -> int:
+    """Multiply-adds of one image at `size` (H, W): FlopCounterMode's FLOPs / 2, on a meta copy."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    meta = copy.deepcopy(model).to("meta").eval()
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        meta(torch.zeros((1, 3, *size), device="meta"))
+    return int(counter.get_total_flops()) // 2
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, dataset, size: tuple[int, int], batch_size: int) -> float:
+    from msgf.train.data import collate
+
+    model.eval()
+    correct = total = 0
+    for batch in torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate):
+        logits = model(inputs(batch["images"], size))
+        correct += int((logits.argmax(1) == batch["labels"]).sum())
+        total += len(batch["labels"])
+    return correct / max(total, 1)
+
+
+def load(path: Path, backbone: str, num_classes: int) -> nn.Module:
+    model = build(backbone, num_classes)
+    model.load_state_dict(torch.load(Path(path) / "model.pt", weights_only=True))
+    return model.eval()
+
+
+def _save(payload: dict, path: Path) -> None:
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    with atomic_write(path) as file:
+        file.write(buffer.getvalue())
+
+
+def ensure_static(run: StaticRun, config, splits, workdir: Path, *, progress: bool = True, log=print) -> dict:
+    """Train the static baseline `run` (or reuse it) on `splits` (msgf.train.data.Splits of
+    `config.data`); its results: sizes, MACs, best epoch, validation and test accuracy."""
+    if run.epochs < 1:
+        raise ValueError(f"epochs: static baseline {run.name} needs at least one epoch, got {run.epochs}")
+    out = Path(workdir) / run.name
+    s0, data = config.stage0, config.data
+    recipe = {"backbone": config.backbone, "size": list(run.size), "epochs": run.epochs, "seed": config.seed,
+              "lr": s0.lr, "momentum": s0.momentum, "weight_decay": s0.weight_decay,
+              "batch_size": data.batch_size, "bn_momentum": config.bn_momentum,
+              "data": json.loads(json.dumps(config.to_dict()["data"]))}
+    done = read_done(out, recipe)
+    if done is not None:
+        log(f"{run.name}: finished earlier ({done['seconds'] / 60:.1f} min), reused")
+        return {**done["results"], "seconds": done["seconds"], "reused": True}
+    out.mkdir(parents=True, exist_ok=True)
+    train_set, val_set = splits.train(0, 0), splits.evaluation("val")
+    classes = splits.classes()
+    torch.manual_seed(config.seed)
+    model = build(config.backbone, len(classes), config.bn_momentum)
+    optimizer = torch.optim.SGD(model.parameters(), lr=s0.lr, momentum=s0.momentum, nesterov=True,
+                                weight_decay=s0.weight_decay)
+    steps_per_epoch = -(-len(train_set) // data.batch_size)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(run.epochs * steps_per_epoch, 1))
+    state = {"epoch": 0, "best": None, "best_val": -1.0, "best_epoch": None, "history": [], "seconds": 0.0}
+    state_path = out / "state.pt"
+    if state_path.exists():
+        saved = torch.load(state_path, weights_only=True)
+        if saved["recipe"] != recipe:
+            raise ValueError(f"workdir: {state_path} belongs to another static recipe; use another --workdir")
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        state = saved["state"]
+        log(f"{run.name}: resuming at epoch {state['epoch'] + 1}/{run.epochs}")
+    else:
+        log(f"{run.name}: training {run.epochs} epochs on {len(train_set)} scenes at {run.size[0]}x{run.size[1]}")
+    from msgf.train.data import collate
+
+    while state["epoch"] < run.epochs:
+        epoch, started = state["epoch"], time.time()
+        model.train()
+        # the epoch's shuffle and dropout depend on (seed, epoch) only: a resumed run repeats
+        # exactly what an uninterrupted one does
+        torch.manual_seed(config.seed * 1000 + epoch)
+        gen = torch.Generator().manual_seed(config.seed * 1000 + epoch)
+        batches = torch.utils.data.DataLoader(train_set, batch_size=data.batch_size, shuffle=True, generator=gen,
+                                              collate_fn=collate)
+        total_loss = 0.0
+        for batch in tqdm(batches, desc=f"{run.name} epoch {epoch + 1}", unit="batch", leave=False,
+                          disable=not progress):
+            loss = F.cross_entropy(model(inputs(batch["images"], run.size)), batch["labels"])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            total_loss += float(loss.detach())
+        val = accuracy(model, val_set, run.size, data.eval_batch_size)
+        if val > state["best_val"]:
+            state.update(best_val=val, best_epoch=epoch,
+                         best={k: v.detach().clone() for k, v in model.state_dict().items()})
+        seconds = time.time() - started
+        state["history"].append({"epoch": epoch, "loss": total_loss / len(batches), "val_accuracy": val,
+                                 "seconds": round(seconds, 1)})
+        state["epoch"], state["seconds"] = epoch + 1, state["seconds"] + seconds
+        _save({"recipe": recipe, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+               "scheduler": scheduler.state_dict(), "state": state}, state_path)
+        log(f"{run.name} epoch {epoch + 1}/{run.epochs} ({seconds:.0f}s) | loss {total_loss / len(batches):.4f} "
+            f"| val accuracy {val:.4f}")
+    model.load_state_dict(state["best"])
+    test = accuracy(model, splits.evaluation("test"), run.size, data.eval_batch_size)
+    _save(model.state_dict(), out / "model.pt")
+    results = {"name": run.name, "size": list(run.size), "epochs": run.epochs, "macs": count_macs(model, run.size),
+               "best_epoch": state["best_epoch"], "val_accuracy": state["best_val"], "test_accuracy": test,
+               "history": state["history"]}
+    write_done(out, recipe, state["seconds"], results=results)
+    log(f"{run.name}: test accuracy {test:.4f} at {results['macs'] / 1e6:.1f}M MACs per image "
+        f"(best epoch {state['best_epoch'] + 1})")
+    return {**results, "seconds": state["seconds"], "reused": False}

@@ -1,0 +1,51 @@
+"""The presets are the training presets with overrides, never copies of their stages."""
+import pytest
+
+from msgf.reproduce import plan as plans
+from msgf.train import presets
+
+
+def _without(config, *keys):
+    values = config.to_dict()
+    for key in keys:
+        values.pop(key)
+    return values
+
+
+@pytest.mark.parametrize("name, train_preset", [("tiny", "smoke"), ("cpu", "cpu-demo")])
+def test_runs_derive_from_the_training_preset(name, train_preset):
+    plan = plans.plan(name, seed=3)
+    base = presets.preset(train_preset, seed=3)
+    assert plan.base_config() == base
+    runs = {r.name: r for r in plan.gfnet_runs()}
+    assert list(runs) == [*(f"fixed-{s}" for s in base.patch_sizes), "ms", "ms-increments"]
+    for size in base.patch_sizes:
+        fixed = runs[f"fixed-{size}"].config()
+        assert fixed.patch_sizes == (size,) and _without(fixed, "patch_sizes") == _without(base, "patch_sizes")
+    assert runs["ms"].config() == base
+    increments = runs["ms-increments"]
+    assert increments.config().stage2.reward == "increments" and base.stage2.reward == "contrastive"
+    assert increments.config().stage2.epochs == base.stage2.epochs
+    assert increments.stages == (2,) and increments.init == ("ms", "stage1.ckpt")
+
+
+@pytest.mark.parametrize("name", plans.PRESETS)
+def test_static_sizes_keep_the_aspect_and_reach_full_resolution(name):
+    plan = plans.plan(name)
+    height, width = plan.base_config().data.image_size
+    sizes = [s.size for s in plan.static]
+    assert len(sizes) >= 3 and plan.num_budgets >= 6
+    assert all(h * width == w * height for h, w in sizes)
+    assert max(sizes) == (height, width)
+
+
+def test_bad_arguments_name_themselves():
+    with pytest.raises(ValueError, match="preset"):
+        plans.plan("huge")
+    with pytest.raises(ValueError, match="seed"):
+        plans.plan("tiny", seed=-1)
+
+
+def test_tiny_reports_into_the_workdir_and_cpu_into_docs():
+    assert plans.plan("tiny").default_report_dir is None
+    assert str(plans.plan("cpu").default_report_dir) == "docs/results"
