@@ -1,0 +1,66 @@
+"""The report writer: synthsigns.md + .json + the curves plot, from a hand-built report."""
+import json
+
+import pytest
+
+from msgf.reproduce import claims, report
+
+
+def test_writes_markdown_json_and_plot_with_every_claim(hand_report, tmp_path):
+    paths = report.write_report(hand_report, tmp_path)
+    assert [p.name for p in paths] == ["synthsigns.json", "synthsigns.md", "synthsigns_curves.png"]
+    assert all(p.stat().st_size > 0 for p in paths)
+    data = json.loads(paths[0].read_text())
+    assert [c["name"] for c in data["claims"]] == list(claims.NAMES)
+    assert all({"name", "passed", "value", "target"} <= set(c) for c in data["claims"])
+    assert [c["passed"] for c in data["claims"]] == [True, False, True, False, True]
+    assert data["saving"]["ms_gfnet_macs"] == pytest.approx(14e6)  # every number is kept
+    md = paths[1].read_text()
+    for claim in data["claims"]:
+        verdict = "PASS" if claim["passed"] else "FAIL"
+        assert sum(line.startswith(f"- **{verdict}** {claim['name']}:") for line in md.splitlines()) == 1
+    assert ("2 of 5 claims fail here:** learned pi >= random + 10 points; contrastive >= increments at t=2."
+            in md)
+    assert "measured +6.0 points (target >= +10.0 points" in md
+    assert "measured 95.0x (target >= 10x" in md
+    assert "![accuracy vs MACs](synthsigns_curves.png)" in md
+
+
+def test_all_passing_says_so_and_a_never_reached_saving_fails_plainly(hand_report, tmp_path):
+    hand_report["claims"][1] = claims.policy_vs_random([0.7, 0.9], [0.6, 0.7]).to_dict()
+    hand_report["claims"][3] = claims.reward([0.5, 0.8], [0.5, 0.7]).to_dict()
+    md = report.markdown(hand_report)
+    assert "All 5 claims pass here." in md and "FAIL" not in md
+    hand_report["claims"][4] = claims.saving(1.33e9, None).to_dict()
+    hand_report["saving"].update(ms_gfnet_macs=None, ratio=None)
+    md = report.markdown(hand_report)
+    assert "- **FAIL** MACs saving >= 10x at equal accuracy: measured not reached" in md
+    assert "MS-GFNet never reaches the accuracy of static-960x1280" in md
+
+
+def test_a_baseline_at_the_majority_class_is_called_out(hand_report):
+    assert not report.caveats(hand_report)
+    for entry in hand_report["static"]:
+        entry["test_accuracy"] = 0.505
+    assert any("no better than always answering the majority class" in c for c in report.caveats(hand_report))
+
+
+def test_hand_written_notes_are_included_verbatim(hand_report, tmp_path):
+    report.write_report(hand_report, tmp_path)
+    assert "No hand-written note yet" in (tmp_path / "synthsigns.md").read_text()
+    (tmp_path / "synthsigns.notes.md").write_text("We tried a 192 px glance.\n")
+    report.write_report(hand_report, tmp_path)
+    assert "We tried a 192 px glance." in (tmp_path / "synthsigns.md").read_text()
+
+
+def test_a_report_missing_a_claim_is_refused(hand_report, tmp_path):
+    hand_report["claims"] = hand_report["claims"][:4]
+    with pytest.raises(ValueError, match="MACs saving"):
+        report.write_report(hand_report, tmp_path)
+    assert not (tmp_path / "synthsigns.md").exists()
+
+
+def test_json_has_no_infinities(hand_report, tmp_path):
+    hand_report["saving"]["ratio"] = float("inf")
+    report.write_report(hand_report, tmp_path)
+    assert json.loads((tmp_path / "synthsigns.json").read_text())["saving"]["ratio"] is None
