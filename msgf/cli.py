@@ -16,6 +16,7 @@ COMMAND_MODULES = [  # each defines register(subparsers); keep one per line
     "msgf.commands.train",
     "msgf.commands.data",
     "msgf.commands.infer",
+    "msgf.commands.reproduce",
 ]
 
 

@@ -1,0 +1,76 @@
+"""`msgf reproduce`: train, measure and report the paper's claims on the built-in scenes (issue 7).
+
+The work is msgf.reproduce's; this module parses the arguments and reports errors.
+"""
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments, shared with benchmarks/reproduce.py."""
+    from msgf.reproduce.plan import PRESETS
+
+    parser.add_argument("--preset", required=True, choices=PRESETS,
+                        help="tiny: the smoke recipe, minutes (a test of the pipeline); "
+                             "cpu: the cpu-demo recipe, a few hours on 2 cores")
+    parser.add_argument("--workdir", type=Path,
+                        help="where the models are trained and cached (default: runs/reproduce-PRESET); "
+                             "rerunning reuses finished runs and resumes unfinished ones")
+    parser.add_argument("--out", type=Path,
+                        help="report directory for synthsigns.{md,json} and the plots "
+                             "(default: docs/results for cpu, the workdir for tiny)")
+    parser.add_argument("--seed", type=_seed, default=0, help="seed of every run (default: 0)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars (one line per run stays)")
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "reproduce", help="reproduce the paper's claims on the built-in scenes, with a results report",
+        description="Train the static baselines, one GFNet per patch size, MS-GFNet and its reward ablation; "
+                    "sweep budgets (thresholds searched on validation, applied to test), run the policy and "
+                    "exit-criterion ablations and a throughput comparison; write synthsigns.md/.json with a "
+                    "pass/fail line per claim.")
+    add_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from msgf.reproduce.pipeline import reproduce
+
+    command = "msgf reproduce " + " ".join(shlex.quote(a) for a in _argv(args))
+    try:
+        report = reproduce(args.preset, workdir=args.workdir, out=args.out, progress=not args.no_progress,
+                           seed=args.seed, command=command)
+    except ValueError as error:
+        print(f"msgf reproduce: error: {error}", file=sys.stderr)
+        return 2
+    failed = [c["name"] for c in report["claims"] if not c["passed"]]
+    print(f"{len(report['claims']) - len(failed)} of {len(report['claims'])} claims pass"
+          + (f"; failing: {'; '.join(failed)}" if failed else ""))
+    return 0
+
+
+def _argv(args) -> list[str]:
+    argv = ["--preset", args.preset]
+    for flag, value in (("--workdir", args.workdir), ("--out", args.out)):
+        if value is not None:
+            argv += [flag, str(value)]
+    if args.seed:
+        argv += ["--seed", str(args.seed)]
+    if args.no_progress:
+        argv.append("--no-progress")
+    return argv

@@ -1,0 +1,38 @@
+"""`msgf reproduce --preset tiny` end to end (minutes), then again from the cached models."""
+import json
+
+import pytest
+
+from msgf import cli
+from msgf.reproduce import claims
+
+
+@pytest.mark.slow
+def test_tiny_preset_end_to_end_and_resumed(tmp_path, capsys):
+    workdir = tmp_path / "work"
+    assert cli.main(["reproduce", "--preset", "tiny", "--workdir", str(workdir), "--no-progress"]) == 0
+    for name in ("synthsigns.md", "synthsigns.json", "synthsigns_curves.png", "synthsigns_scenes.png"):
+        assert (workdir / name).stat().st_size > 0, name  # tiny reports into its workdir
+    report = json.loads((workdir / "synthsigns.json").read_text())
+    assert [c["name"] for c in report["claims"]] == list(claims.NAMES)
+    runs = [r["name"] for r in report["plan"]["gfnet_runs"]] + [s["name"] for s in report["plan"]["static"]]
+    assert len(runs) == 7 and all((workdir / name / "done.json").exists() for name in runs)
+    assert report["reused"] == []
+    budgets = report["budgets"]
+    assert len(budgets) >= 6 and all(len(rows) == len(budgets) for rows in report["sweeps"].values())
+    assert set(report["sweeps"]) == {"ms", "fixed-48", "fixed-64"}
+    md = (workdir / "synthsigns.md").read_text()
+    assert sum(line.startswith(("- **PASS**", "- **FAIL**")) for line in md.splitlines()) == 5
+
+    assert cli.main(["reproduce", "--preset", "tiny", "--workdir", str(workdir), "--no-progress",
+                     "--out", str(tmp_path / "again")]) == 0
+    again = json.loads((tmp_path / "again" / "synthsigns.json").read_text())
+    assert sorted(again["reused"]) == sorted(runs)
+    assert again["claims"] == report["claims"]
+
+    def scores(sweeps):  # all but the search's own timings
+        return {name: [(r["budget"], r["val_accuracy"], r["test_accuracy"], r["test_macs"], r["result"]["thresholds"])
+                       for r in rows] for name, rows in sweeps.items()}
+
+    assert scores(again["sweeps"]) == scores(report["sweeps"])
+    assert "reused" in capsys.readouterr().out
