@@ -103,12 +103,12 @@ def plan(name: str, *, seed: int = 0) -> Plan:
                     static=(StaticRun((60, 80), 4), StaticRun((120, 160), 3), StaticRun((240, 320), 2)),
                     timing_repeats=3, timing_images=32, scene_grid=4,
                     notes=("tiny preset: a smoke test of the pipeline; its numbers say nothing about the method",))
-    # 960x1280 scenes. Epochs shrink with the input: a mobilenet_v3_small step at full
-    # resolution costs ~130x one at 96 px (design.md 6: ~185 img/s at 96 px on 2 cores), so
-    # the three baselines take roughly 25 / 35 / 70 minutes. Full resolution gets the fewest
-    # epochs; the report says so beside its accuracy.
+    # 960x1280 scenes. Epochs shrink with the input: mobilenet_v3_small trained at 50 / 12 / 2.9
+    # scenes/s at 240x320 / 480x640 / 960x1280 (one thread, measured beside another training
+    # run), so on the 1500 training scenes the three baselines take about 15 / 30 / 55 minutes.
+    # Full resolution gets the fewest epochs; the report lists the epochs beside each accuracy.
     return Plan("cpu", "cpu-demo", {"seed": seed},
-                static=(StaticRun((240, 320), 20), StaticRun((480, 640), 8), StaticRun((960, 1280), 4)),
+                static=(StaticRun((240, 320), 30), StaticRun((480, 640), 15), StaticRun((960, 1280), 6)),
                 default_report_dir=Path("docs/results"))
 
 

@@ -73,3 +73,22 @@ def test_an_interrupted_baseline_resumes_to_the_same_weights_and_is_then_reused(
 def test_a_static_run_needs_an_epoch(config, tmp_path):
     with pytest.raises(ValueError, match="epochs"):
         static.ensure_static(StaticRun((24, 32), 0), config, FakeSplits(), tmp_path, progress=False)
+
+
+def test_large_batches_are_split_into_chunks_with_the_same_step(monkeypatch):
+    def net():
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 4))
+
+    images = torch.randint(0, 256, (6, 12, 16, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    labels = torch.tensor([0, 1, 2, 3, 0, 1])
+    whole, chunked = net(), net()
+    assert static.chunk_size(6, (12, 16)) == 6
+    assert static.chunk_size(32, (960, 1280)) == 8 and static.chunk_size(32, (480, 640)) == 32
+    loss_whole = static._step(whole, torch.optim.SGD(whole.parameters(), lr=0.5), images, labels, (12, 16))
+    monkeypatch.setattr(static, "MAX_CHUNK_PIXELS", 4 * 12 * 16)
+    assert static.chunk_size(6, (12, 16)) == 4  # chunks of 4 and 2
+    loss_chunked = static._step(chunked, torch.optim.SGD(chunked.parameters(), lr=0.5), images, labels, (12, 16))
+    assert loss_chunked == pytest.approx(loss_whole, rel=1e-5)
+    for a, b in zip(whole.parameters(), chunked.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
