@@ -18,6 +18,7 @@ class GFConfig:
     classifier_hidden: int = 1024  # GRU hidden size (unused by "fc")
     policy_channels: int = 32  # output channels of the policy's 1x1 conv
     policy_hidden: int = 256  # hidden size of the policy's GRU
+    policy_head: str = "sigmoid"  # pi's location head: "sigmoid" (the paper's) or "spatial" (heads.py)
     location_std: float = 0.1  # std of the Gaussian the policy samples from in training
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
@@ -34,6 +35,7 @@ class GFConfig:
                  "patch_sizes", "a non-empty sequence of positive ints")
         _require(list(sizes) == sorted(set(sizes)), "patch_sizes", "ascending and distinct")
         _require(self.classifier in ("gru", "fc"), "classifier", '"gru" or "fc"')
+        _require(self.policy_head in ("sigmoid", "spatial"), "policy_head", '"sigmoid" or "spatial"')
         _require(isinstance(self.location_std, float) and self.location_std > 0, "location_std", "a positive float")
         _require(len(self.mean) == len(self.std) and all(s > 0 for s in self.std), "std",
                  "positive and as long as mean")

@@ -38,7 +38,7 @@ class GFNet(nn.Module):
             self.classifier = CascadeClassifier(dim, config.num_classes, config.T)
         self.aux_heads = nn.ModuleList(nn.Linear(dim, config.num_classes) for _ in range(config.T))
         self.policy = LocationPolicy(dim, self.map_side, config.num_sizes, config.policy_channels,
-                                     config.policy_hidden)
+                                     config.policy_hidden, config.policy_head)
         # Thresholds per budget (msgf.engine.Thresholds), filled by the threshold search and
         # carried through checkpoints.
         self.exit_thresholds: list = []  # of msgf.engine.Thresholds
@@ -215,8 +215,9 @@ class GFNet(nn.Module):
 
 def build_model(backbone: str, num_classes: int, glance_size: int, patch_sizes: int | Sequence[int], T: int,
                 classifier: str | None = None, *, classifier_hidden: int = 1024, policy_channels: int = 32,
-                policy_hidden: int = 256, location_std: float = 0.1, mean: Sequence[float] | None = None,
-                std: Sequence[float] | None = None, class_names: Sequence[str] = (),
+                policy_hidden: int = 256, policy_head: str = "sigmoid", location_std: float = 0.1,
+                mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+                class_names: Sequence[str] = (),
                 global_weights: str | os.PathLike | None = None,
                 local_weights: str | os.PathLike | None = None) -> GFNet:
     """An MS-GFNet on torchvision `backbone` (f_G and f_L: same architecture, separate weights).
@@ -231,7 +232,7 @@ def build_model(backbone: str, num_classes: int, glance_size: int, patch_sizes: 
                       patch_sizes=sizes, T=T,
                       classifier=classifier if classifier is not None else default_classifier(backbone),
                       classifier_hidden=classifier_hidden, policy_channels=policy_channels,
-                      policy_hidden=policy_hidden, location_std=float(location_std),
+                      policy_hidden=policy_hidden, policy_head=policy_head, location_std=float(location_std),
                       class_names=tuple(class_names), **extra)
     return GFNet(config, global_weights=global_weights, local_weights=local_weights)
 

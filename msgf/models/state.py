@@ -22,7 +22,8 @@ class GFState:
         largest map side S over all input sizes: what the policy reads to place the next patch.
     size_index: (B,) which input this step saw: 0 = glance, k + 1 = patch_sizes[k].
     classifier_memory: (B, H) GRU hidden state, or (B, step * D) concatenated features ("fc").
-    policy_hidden: (B, Hp) the policy GRU's hidden state.
+    policy_hidden: (B, Hp) the policy's state: its GRU's hidden state (and, for the "spatial"
+        head, the glance's cell scores).
     """
 
     step: int
@@ -52,7 +53,7 @@ class Proposal:
     """The policy's next-location distribution for B samples and their chosen next sizes.
 
     mean: (B, 2) location (row, col) in [0, 1]; value: (B,) critic estimate;
-    next_size_index: (B,) index into patch_sizes; hidden: (B, Hp) policy GRU state after it.
+    next_size_index: (B,) index into patch_sizes; hidden: (B, Hp) policy state after it.
     """
 
     mean: Tensor

@@ -103,7 +103,7 @@ def replay_policy(policy, rollout: Rollout, rows: Tensor, std: float) -> tuple[T
     for t in range(rollout.feature_maps.shape[0]):
         fmap = rollout.feature_maps[t, rows]
         if hidden is None:
-            hidden = fmap.new_zeros((len(rows), policy.cell.hidden_size))
+            hidden = policy.initial_hidden(len(rows), fmap)
         mean, value, hidden = policy(fmap, rollout.last_size_index[t, rows], rollout.next_size_index[t, rows], hidden)
         dist = torch.distributions.Normal(mean, std)
         log_probs.append(dist.log_prob(rollout.locations[t, rows]).sum(-1))

@@ -1,0 +1,129 @@
+"""pi's "spatial" location head: a soft-argmax over the glance's cells (msgf.models.heads)."""
+import pytest
+import torch
+
+import msgf
+from msgf.models.heads import LocationPolicy
+from msgf.train import ppo
+from msgf.train.presets import Stage2Config
+
+
+def spatial_policy(side=3, dim=4, sizes=2, seed=0):
+    torch.manual_seed(seed)
+    policy = LocationPolicy(feature_dim=dim, map_side=side, num_sizes=sizes, channels=5, hidden=8, head="spatial")
+    with torch.no_grad():  # non-zero memory bias, so the test sees both terms
+        policy.cell_bias.weight.normal_(0, 0.5)
+        policy.cell_bias.bias.normal_(0, 0.5)
+    return policy
+
+
+def reference_mean(policy, fmap, memory, glance_scores=None):
+    """Loop-by-loop: score each glance cell with reduce -> ReLU -> cell_score, add the memory's
+    bias, softmax over cells, average the cell positions (i / (S - 1), j / (S - 1))."""
+    side = fmap.shape[-1]
+    w_reduce = policy.reduce.weight[:, :, 0, 0]
+    w_score, b_score = policy.cell_score.weight[0, :, 0, 0], policy.cell_score.bias[0]
+    bias = policy.cell_bias(memory)
+    means = []
+    for n in range(fmap.shape[0]):
+        logits, where = [], []
+        for i in range(side):
+            for j in range(side):
+                if glance_scores is None:
+                    score = torch.relu(w_reduce @ fmap[n, :, i, j]) @ w_score + b_score
+                else:
+                    score = glance_scores[n, i * side + j]
+                logits.append(score + bias[n, i * side + j])
+                where.append([i / (side - 1), j / (side - 1)])
+        weights = torch.softmax(torch.stack(logits), 0)
+        means.append(weights @ torch.tensor(where))
+    return torch.stack(means)
+
+
+def test_mean_is_the_soft_argmax_of_glance_cell_scores():
+    policy = spatial_policy()
+    fmap = torch.randn(4, 4, 3, 3)
+    glance = torch.zeros(4, dtype=torch.int64)
+    nxt = torch.tensor([0, 1, 1, 0])
+    with torch.no_grad():
+        mean, value, state = policy(fmap, glance, nxt, policy.initial_hidden(4, fmap))
+        memory = state[:, :8]
+        torch.testing.assert_close(mean, reference_mean(policy, fmap, memory), rtol=1e-5, atol=1e-6)
+        # At a focus step the map shows a patch: the scores come from the glance, kept in the state.
+        other = torch.randn(4, 4, 3, 3)
+        mean2, _, state2 = policy(other, torch.tensor([1, 2, 1, 2]), nxt, state)
+        torch.testing.assert_close(mean2, reference_mean(policy, other, state2[:, :8], state[:, 8:]),
+                                   rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(state2[:, 8:], state[:, 8:])
+    assert value.shape == (4,) and state.shape == (4, policy.state_size()) == (4, 8 + 9)
+
+
+def test_a_dominant_cell_puts_the_patch_on_it():
+    policy = spatial_policy(side=4)
+    with torch.no_grad():
+        policy.cell_bias.weight.zero_()
+        policy.cell_bias.bias.zero_()
+        policy.reduce.weight.copy_(torch.eye(5, 4)[:, :, None, None])
+        policy.cell_score.weight.zero_()
+        policy.cell_score.weight[0, 0] = 100.0
+        fmap = torch.zeros(2, 4, 4, 4)
+        fmap[0, 0, 3, 1] = 1.0
+        fmap[1, 0, 0, 2] = 1.0
+        mean, _, _ = policy(fmap, torch.zeros(2, dtype=torch.int64), torch.zeros(2, dtype=torch.int64),
+                            policy.initial_hidden(2, fmap))
+    torch.testing.assert_close(mean, torch.tensor([[1.0, 1 / 3], [0.0, 2 / 3]]))
+
+
+def test_ppo_learns_to_follow_the_hot_cell():
+    # A bandit on pi's spatial head: one random cell of the map is "hot" and the reward is minus
+    # the distance to that cell's position. The mean starts near the centre of the map.
+    policy = spatial_policy(side=4, sizes=1, seed=1)
+    optimizer = torch.optim.Adam(policy.parameters(), lr=1e-2)
+    cfg = Stage2Config(update_epochs=4, minibatches=4)
+    gen = torch.Generator().manual_seed(0)
+    std, batch = 0.1, 128
+
+    def play():
+        hot = torch.randint(0, 16, (batch,), generator=gen)
+        fmap = 0.1 * torch.randn((1, batch, 4, 4, 4), generator=gen)
+        fmap[0, torch.arange(batch), 0, hot // 4, hot % 4] += 3.0
+        target = torch.stack([hot // 4, hot % 4], -1).float() / 3
+        zeros = torch.zeros((1, batch), dtype=torch.int64)
+        with torch.no_grad():
+            mean, value, _ = policy(fmap[0], zeros[0], zeros[0], policy.initial_hidden(batch, fmap[0]))
+        locs = mean[None] + std * torch.randn((1, batch, 2), generator=gen)
+        rewards = -(locs - target).norm(dim=-1)
+        log_probs = torch.distributions.Normal(mean[None], std).log_prob(locs).sum(-1)
+        rollout = ppo.Rollout(fmap, zeros, zeros, locs, log_probs, value[None], rewards, rewards,
+                              rewards - value[None])
+        return rollout, (mean - target).norm(dim=-1).mean().item()
+
+    _, first_error = play()
+    for _ in range(60):
+        rollout, error = play()
+        ppo.ppo_update(policy, optimizer, rollout, cfg, std, gen)
+    assert error < 0.4 * first_error, (first_error, error)
+
+
+def test_model_with_the_spatial_head_round_trips(tmp_path):
+    torch.manual_seed(0)
+    model = msgf.build_model("mobilenet_v3_small", num_classes=3, glance_size=64, patch_sizes=[32, 48], T=3,
+                             policy_head="spatial").eval()
+    images = torch.randint(0, 256, (2, 100, 120, 3), dtype=torch.uint8)
+    with torch.no_grad():
+        states = model(images, 32)
+    path = tmp_path / "m.pt"
+    msgf.save_checkpoint(model, path)
+    loaded = msgf.load_checkpoint(path).eval()
+    assert loaded.config.policy_head == "spatial"
+    with torch.no_grad():
+        again = loaded(images, 32)
+    torch.testing.assert_close(again[-1].logits, states[-1].logits)
+    policy_macs = model.macs_breakdown(2, 32)["policy"]
+    assert policy_macs > 0
+
+
+def test_unknown_head_is_refused():
+    with pytest.raises(ValueError, match="policy_head"):
+        msgf.build_model("mobilenet_v3_small", num_classes=3, glance_size=32, patch_sizes=[32], T=2,
+                         policy_head="argmax")
