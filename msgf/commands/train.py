@@ -54,6 +54,8 @@ def register(subparsers) -> None:
     parser.add_argument("--seed", type=int, help="seed (default: the preset's, 0)")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/train_state.ckpt")
     parser.add_argument("--amp", action="store_true", help="bf16 autocast and channels_last (CUDA only; no effect on CPU)")
+    parser.add_argument("--policy-head", choices=("sigmoid", "spatial"),
+                        help="pi's location head: the paper's sigmoid, or a soft-argmax over glance cells")
     parser.add_argument("--reward", choices=("contrastive", "increments"), help="stage II reward (default: contrastive)")
     parser.add_argument("--stages", type=_stages, help="stages to run, e.g. 2,3 (default: 0,1,2,3)")
     parser.add_argument("--init", type=Path, metavar="CKPT", help="start from this model checkpoint (e.g. OUT/stage1.ckpt)")
@@ -78,7 +80,7 @@ def config_from_args(args):
                  "seed": args.seed, "data.image_size": args.image_size, "data.batch_size": args.batch_size,
                  "data.train_samples": args.train_samples, "data.val_samples": args.val_samples,
                  "data.test_samples": args.test_samples, "data.workers": args.workers,
-                 "stage2.reward": args.reward}
+                 "stage2.reward": args.reward, "policy_head": args.policy_head}
     if args.data is not None:
         overrides["data.source"] = args.data
     if args.amp:

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from msgf.train.presets import DataConfig
 
-_PURPOSES = {"shuffle": 0, "locations": 1, "ppo": 2, "crops": 3, "data": 4}
+_PURPOSES = {"shuffle": 0, "locations": 1, "ppo": 2, "crops": 3, "data": 4, "glances": 5}
 
 
 def stream_seed(seed: int, stage: int, epoch: int, rank: int = 0, purpose: str = "locations") -> int:
@@ -54,7 +55,8 @@ class InMemory(Dataset):
                                  f"set an image size so that a batch can be stacked")
             images[i] = image
             self.labels.append(int(item["label"]))
-            self.boxes.append(torch.as_tensor(item.get("boxes", torch.zeros((0, 4))), dtype=torch.float32).reshape(-1, 4))
+            boxes = torch.as_tensor(item.get("boxes", torch.zeros((0, 4))), dtype=torch.float32)
+            self.boxes.append(boxes.reshape(-1, 4))
             self.paths.append(item.get("path"))
             if "distractors" in item:
                 self.distractors.append(torch.as_tensor(item["distractors"], dtype=torch.float32).reshape(-1, 4))
@@ -70,6 +72,69 @@ class InMemory(Dataset):
         if self.distractors:
             item["distractors"] = self.distractors[index]
         return item
+
+
+class _AsGlance(Dataset):
+    """Items of `dataset` as (glance (3, G, G) float16, label, objects (K, 4), image (H, W)): resized in the loader's
+    workers, so only the small glance crosses process boundaries."""
+
+    def __init__(self, dataset: Dataset, size: int, mean, std):
+        self.dataset, self.size, self.mean, self.std = dataset, size, mean, std
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        from msgf import ops
+
+        item = self.dataset[index]
+        image = torch.as_tensor(item["image"])
+        objects = [torch.as_tensor(item.get(key, torch.zeros((0, 4))), dtype=torch.float32).reshape(-1, 4)
+                   for key in ("boxes", "distractors")]
+        glance = ops.glance(image[None], self.size, mean=self.mean, std=self.std)[0].half()
+        return glance, int(item["label"]), torch.cat(objects), torch.tensor(image.shape[:2])
+
+
+class GlanceSet:
+    """Glances of many training images with their object boxes (annotated plus distractors),
+    kept at glance resolution: what stage 0's locator trains f_G on (msgf.train.locate).
+
+    A 192 px glance takes 1/30 of a 960x1280 scene's memory, so this holds several times more
+    images than the full-resolution cache, which f_G needs: it memorised 1500 scenes' sign
+    positions without learning to find signs, and learnt it from 8000 (measured).
+    """
+
+    def __init__(self, dataset: Dataset, size: int, mean, std, *, workers: int = 0, progress: bool = False):
+        from tqdm.auto import tqdm
+
+        loader = DataLoader(_AsGlance(dataset, size, mean, std), batch_size=None, shuffle=False, num_workers=workers)
+        glances, labels, self.objects, shapes = [], [], [], set()
+        for glance, label, objects, shape in tqdm(loader, total=len(dataset), desc="cache glances", unit="img",
+                                           disable=not progress, leave=False):
+            glances.append(glance)
+            labels.append(int(label))
+            self.objects.append(objects)
+            shapes.add(tuple(int(v) for v in shape))
+        if len(shapes) != 1:
+            raise ValueError(f"stage0.glance_samples needs images of one size, got {sorted(shapes)}")
+        self.glances, self.labels = torch.stack(glances), torch.tensor(labels)
+        self.image_hw = shapes.pop()
+
+    def __len__(self) -> int:
+        return len(self.objects)
+
+    def batch(self, indices: Tensor, flips: Tensor) -> tuple[Tensor, Tensor, list[Tensor]]:
+        """Glances (float32), labels and object boxes of `indices`, mirrored left-right where `flips`."""
+        glances = self.glances[indices].float()
+        glances[flips] = glances[flips].flip(-1)
+        width = self.image_hw[1]
+        objects = []
+        for index, flip in zip(indices.tolist(), flips.tolist()):
+            boxes = self.objects[index].clone()
+            if flip and len(boxes):
+                boxes[:, [0, 2]] = width - boxes[:, [2, 0]]
+            objects.append(boxes)
+        return glances, self.labels[indices], objects
 
 
 def collate(items: list[dict]) -> dict:
@@ -127,24 +192,33 @@ class Splits:
     def __init__(self, cfg: DataConfig, seed: int, *, progress: bool = False):
         self.cfg, self.seed, self.progress = cfg, seed, progress
         self._train = None
+        self._glances: GlanceSet | None = None
         self._eval: dict[str, Dataset] = {}
 
     def train(self, stage: int, epoch: int) -> Dataset:
         cfg = self.cfg
         if cfg.fresh_scenes:
             # a new dataset seed per (stage, epoch): new scenes (only meaningful for synthsigns)
-            data_seed = stream_seed(self.seed, stage, epoch, 0, "data") % (1 << 31)
-            return open_split(cfg, "train", seed=data_seed, num_samples=cfg.train_samples, augment=cfg.augment)
+            return self._open_train(stream_seed(self.seed, stage, epoch, 0, "data") % (1 << 31), cfg.train_samples)
         if self._train is None:
-            if cfg.distractors and cfg.source == "synthsigns":
-                dataset = SynthSignsWithDistractors("train", seed=self.seed, num_samples=cfg.train_samples,
-                                                    image_size=cfg.image_size)
-            else:
-                dataset = open_split(cfg, "train", seed=self.seed, num_samples=cfg.train_samples,
-                                     augment=cfg.augment)
+            dataset = self._open_train(self.seed, cfg.train_samples)
             self._train = InMemory(dataset, workers=cfg.cache_workers, desc="cache train", progress=self.progress) \
                 if cfg.cache else dataset
         return self._train
+
+    def glances(self, size: int, count: int, mean, std) -> GlanceSet:
+        """The first `count` training images (a superset of the training split when count is
+        larger) as a GlanceSet, built once."""
+        if self._glances is None:
+            self._glances = GlanceSet(self._open_train(self.seed, count), size, mean, std,
+                                      workers=self.cfg.cache_workers, progress=self.progress)
+        return self._glances
+
+    def _open_train(self, seed: int, num_samples: int | None) -> Dataset:
+        cfg = self.cfg
+        if cfg.distractors and cfg.source == "synthsigns":
+            return SynthSignsWithDistractors("train", seed=seed, num_samples=num_samples, image_size=cfg.image_size)
+        return open_split(cfg, "train", seed=seed, num_samples=num_samples, augment=cfg.augment)
 
     def evaluation(self, which: str) -> Dataset:
         split = {"val": self.cfg.val_split, "test": self.cfg.test_split}[which]

@@ -29,6 +29,7 @@ from msgf import ops
 from msgf.checkpoint import read_checkpoint, save_checkpoint
 from msgf.train import distributed, ppo
 from msgf.train.data import Splits, generator, loader
+from msgf.train.locate import Locator, locate_loss, locate_targets, seed_policy, top_cell_hits
 from msgf.train.log import RunLog
 from msgf.train.metrics import StepTally, evaluate_steps, image_hw
 from msgf.train.presets import TrainConfig
@@ -59,35 +60,40 @@ class Position:
     scheduler: dict | None = None
     history: list = field(default_factory=list)
     results: dict = field(default_factory=dict)  # per stage: test summary at the stage's end
+    locator: dict | None = None  # stage 0's locator head (not part of the model), for --resume
 
     def to_plain(self) -> dict:
         return {"stage_pos": self.stage_pos, "epoch": self.epoch, "best_score": self.best_score,
                 "best_state": self.best_state, "optimizer": self.optimizer, "scheduler": self.scheduler,
-                "history": self.history, "results": self.results}
+                "history": self.history, "results": self.results,
+                "locator": self.locator}
 
 
 class _Stage0Net(nn.Module):
-    """f_G with FC_1 on glances and f_L with FC_2 on crops: the backbones trained from the data."""
+    """Stage 0's trainable parts: f_L with FC_2 on crops, and f_G on glances through FC_1
+    (`train_glance`) and/or the locator head (`locate_weight`). Only the parts in use are
+    registered, so DistributedDataParallel sees no unused parameters."""
 
-    def __init__(self, model):
+    def __init__(self, model, *, glance_head: bool, locator: nn.Module | None):
         super().__init__()
-        self.global_encoder, self.local_encoder = model.global_encoder, model.local_encoder
-        self.glance_head, self.local_head = model.aux_heads[0], model.aux_heads[1]
+        self.local_encoder, self.local_head = model.local_encoder, model.aux_heads[1]
+        self.glance_head = model.aux_heads[0] if glance_head else None
+        if glance_head or locator is not None:
+            self.global_encoder = model.global_encoder
+        self.locator = locator
+
+    @property
+    def uses_glance(self) -> bool:
+        return self.glance_head is not None or self.locator is not None
 
     def forward(self, glances, crops):
         local = self.local_head(self.local_encoder(crops)[1])
-        return (None if glances is None else self.glance_head(self.global_encoder(glances)[1])), local
-
-
-class _LocalOnly(nn.Module):
-    """Stage 0 without the glance: only f_L and its head are trainable (and seen by DDP)."""
-
-    def __init__(self, net: _Stage0Net):
-        super().__init__()
-        self.local_encoder, self.local_head = net.local_encoder, net.local_head
-
-    def forward(self, glances, crops):
-        return None, self.local_head(self.local_encoder(crops)[1])
+        glance_logits = where = None
+        if glances is not None:
+            fmap, pooled = self.global_encoder(glances)
+            glance_logits = None if self.glance_head is None else self.glance_head(pooled)
+            where = None if self.locator is None else self.locator(fmap)
+        return glance_logits, local, where
 
 
 def train(config: TrainConfig, options: RunOptions) -> dict:
@@ -119,6 +125,7 @@ class Trainer:
         self.stages = tuple(s for s in options.stages)
         self.state_path = self.out / STATE_FILE
         self.position = Position()
+        self._locator = None  # stage 0's locator head, while stage 0 runs
         self.model = self._build_model()
 
     # ---------------------------------------------------------------------------- setup
@@ -130,13 +137,15 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         if self.opt.init is not None:
             model = load_checkpoint(self.opt.init)
-            got = (model.config.backbone, model.config.glance_size, tuple(model.config.patch_sizes), model.config.T)
-            want = (cfg.backbone, cfg.glance_size, tuple(cfg.patch_sizes), cfg.T)
+            got = (model.config.backbone, model.config.glance_size, tuple(model.config.patch_sizes), model.config.T,
+                   model.config.policy_head)
+            want = (cfg.backbone, cfg.glance_size, tuple(cfg.patch_sizes), cfg.T, cfg.policy_head)
             if got != want:
-                raise ValueError(f"--init checkpoint is (backbone, glance, sizes, T) = {got}, the config {want}")
+                raise ValueError(f"--init checkpoint is (backbone, glance, sizes, T, policy head) = {got}, "
+                                 f"the config {want}")
         else:
             classes = self.splits.classes()
-            kwargs = {"classifier_hidden": cfg.classifier_hidden}
+            kwargs = {"classifier_hidden": cfg.classifier_hidden, "policy_head": cfg.policy_head}
             model = build_model(cfg.backbone, len(classes), cfg.glance_size, cfg.patch_sizes, cfg.T,
                                 cfg.classifier, class_names=classes, **kwargs)
         if cfg.bn_momentum is not None:
@@ -200,6 +209,8 @@ class Trainer:
                 started = time.time()
                 train_stats = self._train_epoch(stage, epoch, net, optimizer, scheduler)
                 distributed.broadcast_buffers(self.world, self.model)
+                if stage == 0 and self.cfg.stage0.seed_policy:  # before validation keeps the best epoch
+                    seed_policy(self.model.policy, self._locator)
                 val = self._validate(stage, epoch)
                 score = val.pop("score")
                 if pos.best_score is None or score > pos.best_score:
@@ -214,6 +225,8 @@ class Trainer:
                 pos.epoch = epoch + 1
                 pos.optimizer = optimizer.state_dict()
                 pos.scheduler = scheduler.state_dict() if scheduler is not None else None
+                if stage == 0 and self._locator is not None:
+                    pos.locator = {k: v.detach().cpu().clone() for k, v in self._locator.state_dict().items()}
                 self._save_state()
             self._unfreeze()
             if pos.best_state is not None:
@@ -249,14 +262,12 @@ class Trainer:
         m = self.model
         self._freeze_all()
         if stage == 0:
-            module = _Stage0Net(m)
-            if not self.cfg.stage0.train_glance:  # f_G and FC_1 wait for stage I
-                module = _LocalOnly(module)
+            module = _Stage0Net(m, glance_head=self.cfg.stage0.train_glance, locator=self._stage0_locator())
             groups = [{"params": list(module.parameters())}]
         elif stage in (1, 3):
             module = m
-            groups = [{"params": list(m.global_encoder.parameters()) + list(m.local_encoder.parameters()),
-                       "name": "encoders"},
+            encoders = [m.local_encoder] if self._glance_frozen(stage) else [m.global_encoder, m.local_encoder]
+            groups = [{"params": [p for e in encoders for p in e.parameters()], "name": "encoders"},
                       {"params": list(m.classifier.parameters()) + list(m.aux_heads.parameters()),
                        "name": "classifier"}]
         else:
@@ -273,6 +284,23 @@ class Trainer:
             module = nn.parallel.DistributedDataParallel(
                 module, device_ids=[self.device.index] if self.cuda else None)
         return module, groups
+
+    def _glance_frozen(self, stage: int) -> bool:
+        return getattr(self.cfg, f"stage{stage}").freeze_glance_encoder
+
+    def _stage0_locator(self):
+        """Stage 0's locator head on f_G's map (msgf.train.locate), or None when not asked for.
+        Seeded on its own so that adding it leaves every other initial weight unchanged."""
+        if self.cfg.stage0.locate_weight <= 0:
+            self._locator = None
+            return None
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.cfg.seed)
+            locator = Locator(self.model.global_encoder.feature_dim)
+        if self.position.locator is not None:
+            locator.load_state_dict(self.position.locator)
+        self._locator = locator.to(self.device)
+        return self._locator
 
     def _optimizer(self, stage: int, groups):
         cfg = getattr(self.cfg, f"stage{stage}")
@@ -310,11 +338,13 @@ class Trainer:
                    disable=not (self.main and self.opt.progress))
         gen = generator(self.cfg.seed, stage, epoch, self.world.rank, "locations")
         sums: dict[str, float] = {}
+        glance_batches = self._glance_batches(epoch) if stage == 0 else None
         for batch in bar:
             images = batch["images"].to(self.device, non_blocking=True)
             labels = batch["labels"].to(self.device, non_blocking=True)
             if stage == 0:
-                stats = self._stage0_step(net, optimizer, images, labels, batch["boxes"], batch.get("distractors"), gen)
+                stats = self._stage0_step(net, optimizer, images, labels, batch["boxes"], batch.get("distractors"), gen,
+                                          None if glance_batches is None else next(glance_batches))
             elif stage == 2:
                 stats = self._stage2_step(optimizer, images, labels, batch["boxes"], gen)
             else:
@@ -327,7 +357,28 @@ class Trainer:
             bar.set_postfix({k: f"{v:.3f}" for k, v in stats.items() if k in ("loss", "reward")})
         return {k: v / len(batches) for k, v in sums.items()}
 
-    def _stage0_step(self, net, optimizer, images, labels, boxes, distractors, gen) -> dict:
+    def _glance_batches(self, epoch: int):
+        """Stage 0's f_G batches from the glance set (`stage0.glance_samples`), endless: a new
+        permutation per pass, random left-right flips; None to use the batch's own images."""
+        s0, cfg = self.cfg.stage0, self.cfg
+        if s0.glance_samples <= 0 or not _stage0_uses_glance(s0):
+            return None
+        glance_set = self.splits.glances(cfg.glance_size, s0.glance_samples, self.model.config.mean,
+                                         self.model.config.std)
+        gen = generator(cfg.seed, 0, epoch, self.world.rank, "glances")
+        size = cfg.data.batch_size
+        if len(glance_set) < size:
+            raise ValueError(f"stage0.glance_samples ({len(glance_set)}) is smaller than one batch ({size})")
+
+        def batches():
+            while True:
+                order = torch.randperm(len(glance_set), generator=gen)
+                for start in range(0, len(order) - size + 1, size):
+                    yield (*glance_set.batch(order[start:start + size], torch.rand(size, generator=gen) < 0.5),
+                           glance_set.image_hw)
+        return batches()
+
+    def _stage0_step(self, net, optimizer, images, labels, boxes, distractors, gen, glance_batch=None) -> dict:
         cfg, s0, m = self.cfg, self.cfg.stage0, self.model
         net.train()
         size = self._stage0_crop_size(gen)
@@ -336,21 +387,29 @@ class Trainer:
         crop_labels = labels.repeat(s0.crops_per_image)
         with self.autocast():
             crops = ops.crop_resize(images, crop_boxes, size, mean=m.config.mean, std=m.config.std).patches[0]
-            glances = ops.glance(images, cfg.glance_size, mean=m.config.mean, std=m.config.std) \
-                if s0.train_glance else None
+            if glance_batch is not None:  # f_G learns on the glance set, f_L on this batch's crops
+                glances, glance_labels, objects, glance_hw = glance_batch
+                glances, glance_labels = glances.to(self.device), glance_labels.to(self.device)
+            else:
+                glances = ops.glance(images, cfg.glance_size, mean=m.config.mean, std=m.config.std) \
+                    if _unwrap(net).uses_glance else None
+                glance_labels, glance_hw = labels, image_hw(images)
+                objects = boxes if distractors is None else [torch.cat([b, d]) for b, d in zip(boxes, distractors)]
             if cfg.channels_last and self.cuda:
                 crops = crops.contiguous(memory_format=torch.channels_last)
                 glances = None if glances is None else glances.contiguous(memory_format=torch.channels_last)
-            glance_logits, local_logits = net(glances, crops)
-            local_loss = F.cross_entropy(local_logits.float(), crop_labels)
-            glance_loss = F.cross_entropy(glance_logits.float(), labels) if glance_logits is not None \
-                else torch.zeros(())
-        loss = glance_loss + local_loss
+            glance_logits, local_logits, where = net(glances, crops)
+            stats = {"local_loss": F.cross_entropy(local_logits.float(), crop_labels)}
+            if glance_logits is not None:
+                stats["glance_loss"] = F.cross_entropy(glance_logits.float(), glance_labels)
+            if where is not None:
+                presence, offsets = locate_targets(objects, glance_hw, tuple(where.shape[-2:]))
+                stats["locate_loss"] = locate_loss(where, presence, offsets)
+        loss = stats["local_loss"] + stats.get("glance_loss", 0.0) + s0.locate_weight * stats.get("locate_loss", 0.0)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        return {"loss": float(loss.detach()), "glance_loss": float(glance_loss.detach()),
-                "local_loss": float(local_loss.detach())}
+        return {"loss": float(loss.detach()), **{k: float(v.detach()) for k, v in stats.items()}}
 
     def _stage0_crop_size(self, gen) -> int:
         sizes = self.cfg.patch_sizes
@@ -373,6 +432,8 @@ class Trainer:
                 locs = object_locations(locs, targets, sizes, image_hw(images), gen, scfg.object_location_fraction)
             locs = locs.to(self.device)
         m.train()
+        if self._glance_frozen(stage):
+            m.global_encoder.eval()  # its BatchNorm statistics stay as stage 0 left them
         with self.autocast():
             states = net(images, sizes, locs)
             losses = [F.cross_entropy(s.logits.float(), labels)
@@ -436,16 +497,24 @@ class Trainer:
         cfg, m = self.cfg, self.model
         m.eval()
         size = cfg.patch_sizes[0] if cfg.stage0.crop_sizes == "smallest" else cfg.patch_sizes[len(cfg.patch_sizes) // 2]
-        sums = torch.zeros(3, dtype=torch.float64)
+        locator = self._locator
+        # glance correct, crop correct, images, top cell holds the object, images with an object
+        sums = torch.zeros(5, dtype=torch.float64)
         for batch in self._eval_batches("val"):
             images, labels = batch["images"].to(self.device), batch["labels"].to(self.device)
             boxes = centred_crops(batch["boxes"], size, image_hw(images)).to(self.device)
             with self.autocast():
                 glances = ops.glance(images, cfg.glance_size, mean=m.config.mean, std=m.config.std)
                 crops = ops.crop_resize(images, boxes, size, mean=m.config.mean, std=m.config.std).patches[0]
-                g = m.aux_heads[0](m.global_encoder(glances)[1]).argmax(1)
+                fmap, pooled = m.global_encoder(glances)
+                g = m.aux_heads[0](pooled).argmax(1)
                 c = m.aux_heads[1](m.local_encoder(crops)[1]).argmax(1)
-            sums += torch.tensor([float((g == labels).sum()), float((c == labels).sum()), len(labels)],
+            located = (0, 0)
+            if locator is not None:
+                where = locator(fmap)
+                targets = locate_targets(batch["boxes"], image_hw(images), tuple(where.shape[-2:]))[0]
+                located = top_cell_hits(where, targets)
+            sums += torch.tensor([float((g == labels).sum()), float((c == labels).sum()), len(labels), *located],
                                  dtype=torch.float64)
         sums = distributed.all_reduce_sum(self.world, sums)
         glance_acc, crop_acc = float(sums[0] / sums[2]), float(sums[1] / sums[2])
@@ -453,6 +522,12 @@ class Trainer:
         result = {f"object_crop_accuracy_{size}": crop_acc, "score": crop_acc}
         if cfg.stage0.train_glance:
             result.update(glance_accuracy=glance_acc, score=(glance_acc + crop_acc) / 2)
+        if locator is not None and sums[4] > 0:
+            # how often f_G's most likely cell holds the annotated object; decoys share the
+            # other likely cells, so 1 is out of reach where scenes hold several
+            located = float(sums[3] / sums[4])
+            result["glance_top_cell_holds_object"] = located
+            result["score"] = (result["score"] + located) / 2
         return result
 
     def _test_summary(self, stage: int) -> dict:
@@ -501,6 +576,14 @@ class Trainer:
             self.log.print(f"wrote {self.out / 'model.ckpt'}")
         distributed.barrier(self.world)
         return summary
+
+
+def _stage0_uses_glance(stage0) -> bool:
+    return stage0.train_glance or stage0.locate_weight > 0
+
+
+def _unwrap(net: nn.Module) -> nn.Module:
+    return net.module if isinstance(net, nn.parallel.DistributedDataParallel) else net
 
 
 def _unsharded(trainer: Trainer, which: str):

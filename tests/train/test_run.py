@@ -72,12 +72,9 @@ def test_full_run_writes_what_evaluate_and_search_thresholds_take(full_run, tmp_
                       "--method", "geometric", "--out", str(tmp_path / "thr.json")]) == 0
 
 
-def test_same_seed_same_result_and_resume_after_sigkill(full_run, tmp_path):
-    reference, _ = full_run
-    out = tmp_path / "killed"
-    proc = _train(out, "--epochs", "1,1,1,1", "--no-trajectories")
+def _kill_when(proc, out: Path, reached) -> dict:
+    """SIGKILL the run once its saved position satisfies `reached`; that position."""
     state_file = out / "train_state.ckpt"
-    killed_at = None
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:
         if state_file.exists():
@@ -85,13 +82,21 @@ def test_same_seed_same_result_and_resume_after_sigkill(full_run, tmp_path):
                 position = read_checkpoint(state_file)["extra"]["train_state"]["position"]
             except Exception:  # being replaced right now
                 position = None
-            if position is not None and position["stage_pos"] >= 1:  # stage 0 done, a later stage running
+            if position is not None and reached(position):
                 proc.send_signal(signal.SIGKILL)
-                killed_at = position
-                break
+                proc.communicate(timeout=60)
+                return position
         time.sleep(0.02)
     proc.communicate(timeout=60)
-    assert killed_at is not None, "the run finished before it could be killed"
+    raise AssertionError("the run finished before it could be killed")
+
+
+def test_same_seed_same_result_and_resume_after_sigkill(full_run, tmp_path):
+    reference, _ = full_run
+    out = tmp_path / "killed"
+    proc = _train(out, "--epochs", "1,1,1,1", "--no-trajectories")
+    # stage 0 done, a later stage running
+    killed_at = _kill_when(proc, out, lambda position: position["stage_pos"] >= 1)
     assert killed_at["stage_pos"] < 4 and not (out / "model.ckpt").exists()
 
     resumed = _train(out, "--epochs", "1,1,1,1", "--no-trajectories", "--resume")
@@ -102,6 +107,29 @@ def test_same_seed_same_result_and_resume_after_sigkill(full_run, tmp_path):
     _assert_same_weights(_weights(out / "model.ckpt"), _weights(reference / "model.ckpt"))
     history = read_checkpoint(out / "train_state.ckpt")["extra"]["train_state"]["position"]["history"]
     assert [(row["stage"], row["epoch"]) for row in history] == [(0, 0), (1, 0), (2, 0), (3, 0)]
+
+
+def test_resume_inside_stage0_restores_the_locator(tmp_path):
+    # the locator head lives outside the model (train state only): a run killed between
+    # stage 0's epochs must resume it, or f_G's second epoch starts from a fresh head
+    epochs = ("--epochs", "2,0,0,0", "--no-trajectories")
+    reference = _train(tmp_path / "reference", *epochs)
+    output, _ = reference.communicate(timeout=300)
+    assert reference.returncode == 0, output
+    out = tmp_path / "killed"
+    killed_at = _kill_when(_train(out, *epochs), out, lambda position: position["epoch"] >= 1)
+    assert killed_at["stage_pos"] == 0 and killed_at["locator"] is not None
+    resumed = _train(out, *epochs, "--resume")
+    output, _ = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, output
+    _assert_same_weights(_weights(out / "model.ckpt"), _weights(tmp_path / "reference" / "model.ckpt"))
+    # the model keeps stage 0's best epoch, which may be the first: the second epoch's losses
+    # (the locate loss among them) must match too
+    def epochs_of(run):
+        history = read_checkpoint(run / "train_state.ckpt")["extra"]["train_state"]["position"]["history"]
+        return [{k: v for k, v in row.items() if k != "seconds"} for row in history]
+    assert epochs_of(out) == epochs_of(tmp_path / "reference")
+    assert len(epochs_of(out)) == 2
 
 
 def test_resume_refuses_another_config(full_run, tmp_path):

@@ -1,0 +1,142 @@
+"""Stage 0's locator for f_G (msgf.train.locate) and the glance set it trains on."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from msgf import ops
+from msgf.train.data import GlanceSet
+from msgf.train.locate import Locator, locate_loss, locate_targets, top_cell_hits
+
+
+def _cells_by_brute_force(boxes, hw, grid):
+    """Per cell, the centres inside its rectangle [i H/h, (i+1) H/h) x [j W/w, (j+1) W/w)."""
+    (height, width), (rows, cols) = hw, grid
+    found = {}
+    for x0, y0, x1, y1 in boxes:
+        cy, cx = (y0 + y1) / 2, (x0 + x1) / 2
+        cell_h, cell_w = height / rows, width / cols
+        for i in range(rows):
+            for j in range(cols):
+                if i * cell_h <= cy < (i + 1) * cell_h and j * cell_w <= cx < (j + 1) * cell_w:
+                    found[(i, j)] = ((cy - i * cell_h) / cell_h, (cx - j * cell_w) / cell_w)
+    return found
+
+
+def test_locate_targets_match_a_brute_force_cell_search():
+    gen = torch.Generator().manual_seed(0)
+    hw, grid = (960, 1280), (6, 6)
+    boxes = []
+    for count in (0, 1, 2, 3):
+        corners = torch.rand((count, 2), generator=gen) * torch.tensor([1240.0, 920.0])
+        sides = 10 + torch.rand((count, 1), generator=gen) * 30
+        boxes.append(torch.cat([corners, corners + sides], dim=1))
+    presence, offsets = locate_targets(boxes, hw, grid)
+    for b, sample in enumerate(boxes):
+        expected = _cells_by_brute_force(sample.tolist(), hw, grid)
+        assert set(map(tuple, presence[b].nonzero().tolist())) == set(expected)
+        for (i, j), (dy, dx) in expected.items():
+            assert offsets[b, 0, i, j].item() == pytest.approx(dy, abs=1e-5)
+            assert offsets[b, 1, i, j].item() == pytest.approx(dx, abs=1e-5)
+
+
+def test_locate_targets_clamp_centres_on_the_far_edges():
+    presence, offsets = locate_targets([torch.tensor([[1270.0, 950.0, 1280.0, 960.0]])], (960, 1280), (3, 3))
+    assert presence[0, 2, 2] == 1 and presence.sum() == 1
+    assert 0.9 < offsets[0, 0, 2, 2] <= 1 and 0.9 < offsets[0, 1, 2, 2] <= 1
+
+
+def test_locate_loss_is_small_for_the_truth_and_large_for_a_wrong_cell():
+    boxes = [torch.tensor([[100.0, 100.0, 140.0, 140.0]]), torch.zeros((0, 4))]
+    presence, offsets = locate_targets(boxes, (960, 1280), (3, 3))
+    truth = torch.full((2, 3, 3, 3), -12.0)
+    truth[:, 0][presence.bool()] = 12.0
+    truth[:, 1:] = torch.logit(offsets.clamp(1e-4, 1 - 1e-4))
+    wrong = truth.clone()
+    wrong[0, 0, 0, 0], wrong[0, 0, 2, 2] = -12.0, 12.0
+    assert locate_loss(truth, presence, offsets).item() < 1e-3
+    # two of the 18 cells wrong by a logit of 12 each: BCE mean 2 * softplus(12) / 18
+    expected = 2 * math.log1p(math.exp(12.0)) / 18
+    assert locate_loss(wrong, presence, offsets).item() == pytest.approx(expected, rel=1e-3)
+
+
+def test_top_cell_hits_counts_only_samples_with_an_object():
+    presence = torch.zeros((3, 2, 2))
+    presence[0, 0, 1] = 1  # predicted right
+    presence[1, 1, 1] = 1  # predicted wrong
+    prediction = torch.zeros((3, 3, 2, 2))
+    prediction[0, 0, 0, 1] = prediction[1, 0, 0, 0] = prediction[2, 0, 1, 0] = 5.0
+    assert top_cell_hits(prediction, presence) == (1, 2)
+
+
+def test_a_locator_learns_where_a_bright_square_is():
+    # an encoder-free check that loss and targets agree: a 1x1 conv on a map that marks the
+    # square's cell (channel 0) and its offset (channels 1-2) fits presence and offsets
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(1)
+    locator = Locator(3)
+    optimizer = torch.optim.Adam(locator.parameters(), lr=0.05)
+    for _ in range(300):
+        boxes = [torch.tensor([[x, y, x + 8, y + 8]]) for x, y in (torch.rand((16, 2), generator=gen) * 88).tolist()]
+        presence, offsets = locate_targets(boxes, (96, 96), (4, 4))
+        features = torch.cat([presence[:, None] * 4 - 2, offsets * presence[:, None]], dim=1)
+        loss = locate_loss(locator(features), presence, offsets)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert top_cell_hits(locator(features), presence) == (16, 16)
+    assert loss.item() < 0.1
+
+
+class _Scenes(torch.utils.data.Dataset):
+    def __init__(self, count=6, hw=(48, 64)):
+        gen = torch.Generator().manual_seed(3)
+        self.images = torch.randint(0, 256, (count, *hw, 3), generator=gen, dtype=torch.uint8)
+        self.boxes = [torch.tensor([[4.0 + i, 6.0, 20.0 + i, 18.0]]) for i in range(count)]
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        return {"image": self.images[i], "label": i % 2, "boxes": self.boxes[i],
+                "distractors": torch.tensor([[40.0, 30.0, 50.0, 44.0]])}
+
+
+def test_glance_set_holds_glances_labels_and_mirrors_boxes_with_the_image():
+    scenes = _Scenes()
+    mean, std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
+    glance_set = GlanceSet(scenes, 16, mean, std)
+    assert len(glance_set) == 6 and glance_set.image_hw == (48, 64)
+    indices, flips = torch.tensor([4, 1]), torch.tensor([True, False])
+    glances, labels, objects = glance_set.batch(indices, flips)
+    assert labels.tolist() == [0, 1]
+    # oracle: the glance of the mirrored image, and the boxes mirrored by hand
+    mirrored = ops.glance(scenes.images[4].flip(1)[None], 16, mean=mean, std=std)[0]
+    assert torch.allclose(glances[0], mirrored, atol=2e-3)  # stored as float16
+    assert torch.allclose(glances[1], ops.glance(scenes.images[1][None], 16, mean=mean, std=std)[0], atol=2e-3)
+    assert objects[0].tolist() == [[64 - 24.0, 6.0, 64 - 8.0, 18.0], [64 - 50.0, 30.0, 64 - 40.0, 44.0]]
+    assert objects[1].tolist() == [[5.0, 6.0, 21.0, 18.0], [40.0, 30.0, 50.0, 44.0]]
+    assert not math.isnan(float(glances.sum()))
+
+
+def test_seeded_policy_scores_cells_with_the_locator():
+    from msgf.models.heads import LocationPolicy
+    from msgf.train.locate import seed_policy
+
+    torch.manual_seed(0)
+    locator, policy = Locator(6), LocationPolicy(6, 3, 2, channels=4, hidden=8, head="spatial")
+    fmap = torch.randn(5, 6, 3, 3)
+    seed_policy(policy, locator)
+    with torch.no_grad():
+        mean, _, _ = policy(fmap, torch.zeros(5, dtype=torch.int64), torch.ones(5, dtype=torch.int64),
+                            policy.initial_hidden(5, fmap))
+        # independent of the policy's code: softmax of the presence logits over cells, times
+        # each cell's position (i / 2, j / 2) on the 3x3 grid
+        weights = torch.softmax(locator(fmap)[:, 0].flatten(1), 1).view(5, 3, 3)
+        grid = torch.arange(3.0) / 2
+        expected = torch.stack([(weights.sum(2) * grid).sum(1), (weights.sum(1) * grid).sum(1)], 1)
+    torch.testing.assert_close(mean, expected, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="spatial"):
+        seed_policy(LocationPolicy(6, 3, 2, channels=4, hidden=8), locator)
