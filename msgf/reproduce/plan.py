@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from msgf.train.presets import plain
+
 PRESETS = ("tiny", "cpu")
 MS_RUN = "ms"  # MS-GFNet, all patch sizes, contrastive reward (the preset as is)
 INCREMENTS_RUN = "ms-increments"  # stage II again from ms/stage1.ckpt with the increments reward
@@ -82,12 +84,12 @@ class Plan:
         return runs
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "train_preset": self.train_preset, "overrides": _plain(self.overrides),
+        return {"name": self.name, "train_preset": self.train_preset, "overrides": plain(self.overrides),
                 "static": [{"name": s.name, "size": list(s.size), "epochs": s.epochs} for s in self.static],
                 "num_budgets": self.num_budgets, "search_method": self.search_method,
                 "random_seed": self.random_seed, "timing_repeats": self.timing_repeats,
                 "timing_images": self.timing_images, "scene_grid": self.scene_grid,
-                "gfnet_runs": [{"name": r.name, "overrides": _plain(r.overrides), "stages": list(r.stages),
+                "gfnet_runs": [{"name": r.name, "overrides": plain(r.overrides), "stages": list(r.stages),
                                 "init": None if r.init is None else "/".join(r.init)} for r in self.gfnet_runs()]}
 
 
@@ -111,10 +113,3 @@ def plan(name: str, *, seed: int = 0) -> Plan:
                 static=(StaticRun((240, 320), 30), StaticRun((480, 640), 15), StaticRun((960, 1280), 6)),
                 default_report_dir=Path("docs/results"))
 
-
-def _plain(value):
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
