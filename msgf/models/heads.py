@@ -35,6 +35,19 @@ class CascadeClassifier(nn.Module):
         memory = torch.cat([memory, features], dim=1)
         return self.heads[step - 1](memory), memory
 
+    @torch.no_grad()
+    def start_focus_heads_from(self, patch_head: nn.Linear) -> None:
+        """Heads t >= 2 start as `patch_head` averaged over the focus steps' features, with no
+        weight on the glance's: f_C then begins where a trained patch classifier is."""
+        dim = patch_head.in_features
+        for t, head in enumerate(self.heads, start=1):
+            if t == 1:
+                continue
+            head.weight.zero_()
+            for step in range(2, t + 1):
+                head.weight[:, (step - 1) * dim:step * dim] = patch_head.weight / (t - 1)
+            head.bias.copy_(patch_head.bias)
+
 
 class LocationPolicy(nn.Module):
     """pi: where to put the next patch, given this step's feature map and both patch sizes.

@@ -72,7 +72,7 @@ def top_cell_hits(prediction: Tensor, presence: Tensor) -> tuple[int, int]:
 
 
 @torch.no_grad()
-def seed_policy(policy: nn.Module, locator: Locator) -> None:
+def seed_policy(policy: nn.Module, locator: Locator, sharpness: float = 4.0) -> None:
     """Make pi's "spatial" head score the glance's cells with the locator's presence logits.
 
     pi's cell score is cell_score(relu(reduce(map))). With reduce's first two channels set to
@@ -80,6 +80,9 @@ def seed_policy(policy: nn.Module, locator: Locator) -> None:
     exactly; the locator's bias goes to cell_score's (a constant shift, which the softmax over
     cells ignores anyway). The other channels keep their weights but get no say in the score.
     pi then starts where f_G says objects are, and PPO learns from there which to look at.
+    The scores are multiplied by `sharpness`: a soft-argmax of the raw logits puts the mean
+    between a scene's several ringed objects (measured on cpu-demo, 128 px patches: 13% of
+    them on the sign at 1x, 30% at 4x).
     """
     if getattr(policy, "head", None) != "spatial":
         raise ValueError("seed_policy needs pi's 'spatial' head (policy_head='spatial')")
@@ -90,5 +93,5 @@ def seed_policy(policy: nn.Module, locator: Locator) -> None:
     policy.reduce.weight[0, :, 0, 0] = presence
     policy.reduce.weight[1, :, 0, 0] = -presence
     policy.cell_score.weight.zero_()
-    policy.cell_score.weight[0, 0], policy.cell_score.weight[0, 1] = 1.0, -1.0
-    policy.cell_score.bias.copy_(locator.head.bias[:1])
+    policy.cell_score.weight[0, 0], policy.cell_score.weight[0, 1] = sharpness, -sharpness
+    policy.cell_score.bias.copy_(sharpness * locator.head.bias[:1])

@@ -127,3 +127,4 @@ def test_unknown_head_is_refused():
     with pytest.raises(ValueError, match="policy_head"):
         msgf.build_model("mobilenet_v3_small", num_classes=3, glance_size=32, patch_sizes=[32], T=2,
                          policy_head="argmax")
+

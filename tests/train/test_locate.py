@@ -128,13 +128,13 @@ def test_seeded_policy_scores_cells_with_the_locator():
     torch.manual_seed(0)
     locator, policy = Locator(6), LocationPolicy(6, 3, 2, channels=4, hidden=8, head="spatial")
     fmap = torch.randn(5, 6, 3, 3)
-    seed_policy(policy, locator)
+    seed_policy(policy, locator, sharpness=2.5)
     with torch.no_grad():
         mean, _, _ = policy(fmap, torch.zeros(5, dtype=torch.int64), torch.ones(5, dtype=torch.int64),
                             policy.initial_hidden(5, fmap))
-        # independent of the policy's code: softmax of the presence logits over cells, times
+        # independent of the policy's code: softmax of the sharpened presence logits, times
         # each cell's position (i / 2, j / 2) on the 3x3 grid
-        weights = torch.softmax(locator(fmap)[:, 0].flatten(1), 1).view(5, 3, 3)
+        weights = torch.softmax(2.5 * locator(fmap)[:, 0].flatten(1), 1).view(5, 3, 3)
         grid = torch.arange(3.0) / 2
         expected = torch.stack([(weights.sum(2) * grid).sum(1), (weights.sum(1) * grid).sum(1)], 1)
     torch.testing.assert_close(mean, expected, rtol=1e-5, atol=1e-6)
