@@ -117,7 +117,9 @@ class Trainer:
         self.cuda = self.device.type == "cuda"
         if not self.cuda:
             # Fresh conv weights produce denormal activations that slow CPU training ~100x
-            # for the first steps; flushing them changes nothing measurable.
+            # for the first steps; flushing them changes nothing measurable. close() restores
+            # the caller's setting (it is process-wide).
+            self._restore_flush = not _denormals_flushed()
             torch.set_flush_denormal(True)
         self.autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) \
             if (config.amp and self.cuda) else contextlib.nullcontext
@@ -185,6 +187,8 @@ class Trainer:
     def close(self) -> None:
         self.log.close()
         distributed.shutdown(self.world)
+        if getattr(self, "_restore_flush", False):
+            torch.set_flush_denormal(False)
 
     # ---------------------------------------------------------------------------- the run
 
@@ -581,6 +585,11 @@ class Trainer:
             self.log.print(f"wrote {self.out / 'model.ckpt'}")
         distributed.barrier(self.world)
         return summary
+
+
+def _denormals_flushed() -> bool:
+    # torch has no getter for the flag: a product that should be subnormal tells
+    return float(torch.tensor([1e-30], dtype=torch.float32) * 1e-10) == 0.0
 
 
 def _stage0_uses_glance(stage0) -> bool:
