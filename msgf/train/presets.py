@@ -175,10 +175,10 @@ def plain(value):
 def _smoke() -> TrainConfig:
     # Every stage, a few hundred small scenes: under 3 minutes on 2 CPU cores.
     return TrainConfig(
-        backbone="mobilenet_v3_small", glance_size=64, patch_sizes=(48, 64), T=3,
+        backbone="mobilenet_v3_small", glance_size=64, patch_sizes=(48, 64), T=3, policy_head="spatial",
         data=DataConfig(image_size=(240, 320), train_samples=256, val_samples=96, test_samples=96,
                         batch_size=32, cache=True, distractors=True, augment=False),
-        stage0=Stage0Config(epochs=2, crops_per_image=2, locate_weight=1.0, glance_samples=128),
+        stage0=Stage0Config(epochs=2, crops_per_image=2, locate_weight=1.0, glance_samples=128, seed_policy=True),
         stage1=Stage1Config(epochs=2, object_location_fraction=0.5),
         stage2=Stage2Config(epochs=2),
         stage3=Stage3Config(epochs=1),
