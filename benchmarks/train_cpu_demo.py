@@ -1,20 +1,16 @@
 """The cpu-demo evidence for the training pipeline (issue 5), measured on the test split.
 
-Three runs, all from one stage-I checkpoint (every run uses one thread, OMP_NUM_THREADS=1:
-on shared cores a 2-thread run slowed down 20x whenever another process competed):
+Two runs (each with OMP_NUM_THREADS=1: on shared cores a 2-thread run slowed down 20x
+whenever another process competed):
 
-- base: all stages, stage II for 8 epochs with the contrastive reward;
-- contrastive: stages II (24 epochs, the cpu-demo preset) and III from base's stage1.ckpt;
-- increments: stage II for 8 epochs with the "increments" reward from the same checkpoint.
+- base: the cpu-demo preset as `make demo` runs it, all stages, contrastive reward;
+- increments: stage II again from base's stage1.ckpt with the "increments" reward, same epochs.
 
 Writes benchmarks/results/train_cpu_demo.{json,md}: accuracy per step, the policy's hit rate
 against random locations, and stage II accuracy with each reward, on the test split.
 
-    python benchmarks/train_cpu_demo.py                 # the three runs (about 45 min)
+    python benchmarks/train_cpu_demo.py                 # the two runs
     python benchmarks/train_cpu_demo.py --summarise     # only re-read finished runs
-
-The tables are generated; the closing "What this shows" section of the committed .md was
-written by hand from the runs' logs and the diagnostics it describes.
 """
 from __future__ import annotations
 
@@ -44,20 +40,21 @@ def main() -> int:
     parser.add_argument("--summarise", action="store_true", help="only summarise finished runs")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "train_cpu_demo")
     args = parser.parse_args()
-    runs = {"base": args.runs / "cpu_demo", "contrastive": args.runs / "cpu_demo_stage23",
-            "increments": args.runs / "cpu_demo_increments"}
+    runs = {"base": args.runs / "cpu_demo", "increments": args.runs / "cpu_demo_increments"}
     stage1 = str(runs["base"] / "stage1.ckpt")
     base = [sys.executable, "-m", "msgf", "train", "--preset", "cpu-demo", "--seed", str(args.seed), "--no-progress"]
     commands = {
-        "base": base + ["--epochs", "30,4,8,2", "--out", str(runs["base"])],
-        "contrastive": base + ["--stages", "2,3", "--init", stage1, "--out", str(runs["contrastive"])],
-        "increments": base + ["--reward", "increments", "--stages", "2", "--epochs", "0,0,8,0", "--init", stage1,
+        "base": base + ["--out", str(runs["base"])],
+        "increments": base + ["--reward", "increments", "--stages", "2", "--init", stage1,
                               "--out", str(runs["increments"]), "--no-trajectories"],
     }
     seconds = {}
     if not args.summarise:
+        args.runs.mkdir(parents=True, exist_ok=True)
         for name, command in commands.items():
             seconds[name] = run(command, args.runs / f"{runs[name].name}.log")
+    elif args.out.with_suffix(".json").exists():  # keep the wall times of the runs summarised again
+        seconds = json.loads(args.out.with_suffix(".json").read_text()).get("wall_seconds") or {}
     summaries = {name: json.loads((path / "summary.json").read_text()) for name, path in runs.items()}
     report = summarise(summaries, {k: "msgf " + " ".join(v[3:]).replace(str(ROOT) + "/", "")
                                    for k, v in commands.items()}, seconds)
@@ -68,17 +65,15 @@ def main() -> int:
 
 
 def summarise(summaries: dict, commands: dict, seconds: dict) -> dict:
-    base, contrastive = summaries["base"]["results"], summaries["contrastive"]["results"]
+    base = summaries["base"]["results"]
     return {
         "commands": commands,
         "wall_seconds": seconds or None,
-        "config": summaries["contrastive"]["config"],
-        "macs_table": summaries["contrastive"]["macs_table"],
-        "test": {"stage1": _compact(base["stage1"]), "stage2 (24 epochs)": _compact(contrastive["stage2"]),
-                 "stage3": _compact(contrastive["stage3"])},
-        "stage2_by_reward": {"contrastive, 8 epochs": _compact(base["stage2"]),
-                             "increments, 8 epochs": _compact(summaries["increments"]["results"]["stage2"]),
-                             "contrastive, 24 epochs": _compact(contrastive["stage2"])},
+        "config": summaries["base"]["config"],
+        "macs_table": summaries["base"]["macs_table"],
+        "test": {stage: _compact(base[stage]) for stage in ("stage1", "stage2", "stage3")},
+        "stage2_by_reward": {"contrastive": _compact(base["stage2"]),
+                             "increments": _compact(summaries["increments"]["results"]["stage2"])},
         "history": {name: summary["history"] for name, summary in summaries.items()},
     }
 
@@ -99,10 +94,10 @@ def markdown(report: dict) -> str:
     lines = [
         "# Training: the cpu-demo run (built-in speed-limit scenes)",
         "",
-        f"{cfg['data']['image_size'][0]}x{cfg['data']['image_size'][1]} scenes, {cfg['backbone']}, glance "
+        (f"{cfg['data']['image_size'][0]}x{cfg['data']['image_size'][1]} scenes, {cfg['backbone']}, glance "
         f"{cfg['glance_size']} px, patches {'/'.join(map(str, cfg['patch_sizes']))} px, T={T}; "
         f"{cfg['data']['train_samples']} training / {cfg['data']['val_samples']} validation / "
-        f"{cfg['data']['test_samples']} test scenes (seed {cfg['seed']}). All numbers on the test split, in %.",
+        f"{cfg['data']['test_samples']} test scenes (seed {cfg['seed']}). All numbers on the test split, in %."),
         "",
         "Commands:",
         "",
@@ -114,8 +109,12 @@ def markdown(report: dict) -> str:
             f"{k} {v / 60:.1f} min" for k, v in report["wall_seconds"].items()), ""]
     steps = " | ".join(f"t={t}" for t in range(1, T + 1))
     focus = " | ".join(f"t={t}" for t in range(2, T + 1))
+    notes = {"stage1": "pi has not met PPO yet: its locations come from the stage-0 locator (seed_policy)."
+                       if cfg["stage0"].get("seed_policy") else "pi is untrained here.",
+             "stage2": "pi after PPO (contrastive reward); f_G, f_L, f_C as after stage I.",
+             "stage3": "f_L and f_C fine-tuned on pi's locations (f_G frozen); the final model."}
     for stage, summary in report["test"].items():
-        lines += [f"## After {stage} (best validation epoch)", "",
+        lines += [f"## After {stage} (best validation epoch)", "", notes[stage], "",
                   f"| patch | locations | accuracy {steps} | hit rate {focus} |",
                   "|---|---|" + "---|" * T + "---|" * (T - 1)]
         for size, entry in summary["sizes"].items():
@@ -129,7 +128,7 @@ def markdown(report: dict) -> str:
               f"| reward | accuracy {steps} | hit rate {focus} |", "|---|" + "---|" * T + "---|" * (T - 1)]
     for reward, summary in report["stage2_by_reward"].items():
         lines.append(f"| {reward} | {_row(summary['accuracy_policy'])} | {_row(summary['hit_rate_policy'])} |")
-    summary = report["stage2_by_reward"]["contrastive, 8 epochs"]
+    summary = report["stage2_by_reward"]["contrastive"]
     lines.append(f"| (random locations) | {_row(summary['accuracy_random'])} | {_row(summary['hit_rate_random'])} |")
     lines += ["", "MACs per step: " + ", ".join(f"{k}: {v / 1e6:.1f}M" for k, v in report["macs_table"].items()), ""]
     return "\n".join(lines)
