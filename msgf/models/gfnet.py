@@ -38,7 +38,7 @@ class GFNet(nn.Module):
             self.classifier = CascadeClassifier(dim, config.num_classes, config.T)
         self.aux_heads = nn.ModuleList(nn.Linear(dim, config.num_classes) for _ in range(config.T))
         self.policy = LocationPolicy(dim, self.map_side, config.num_sizes, config.policy_channels,
-                                     config.policy_hidden, config.policy_head)
+                                     config.policy_hidden, config.policy_head, config.patch_sizes)
         # Thresholds per budget (msgf.engine.Thresholds), filled by the threshold search and
         # carried through checkpoints.
         self.exit_thresholds: list = []  # of msgf.engine.Thresholds
@@ -72,7 +72,7 @@ class GFNet(nn.Module):
         """Step 1 for the whole batch: the whole image at glance_size through f_G."""
         cfg = self.config
         x = ops.glance(images, cfg.glance_size, mean=cfg.mean, std=cfg.std, out_dtype=self._input_dtype())
-        return self._glance_step(x)
+        return self._glance_step(x, _image_hw(images))
 
     def propose(self, state: GFState, sizes) -> Proposal:
         """pi's next-location distribution for each sample of `state`, given its next patch size.
@@ -175,7 +175,7 @@ class GFNet(nn.Module):
         mean, value, hidden = self.policy(fmap, state.size_index, next_index, state.policy_hidden)
         return Proposal(mean, value, next_index, hidden, self.config.location_std)
 
-    def _glance_step(self, x: Tensor) -> GFState:
+    def _glance_step(self, x: Tensor, image_hw: tuple[int, int] | None = None) -> GFState:
         n = x.shape[0]
         fmap, features = self.global_encoder(x)
         index = torch.arange(n, device=x.device)
@@ -183,7 +183,7 @@ class GFNet(nn.Module):
             step=1, index=index, features=features, fmap=_resize(fmap, self.map_side),
             size_index=torch.zeros_like(index),
             memory=self.classifier.initial_memory(n, features),
-            policy_hidden=self.policy.initial_hidden(n, features),
+            policy_hidden=self.policy.initial_hidden(n, features, image_hw),
         )
 
     def _focus_step(self, state: GFState, patches: list[Tensor], groups: list[Tensor], next_index: Tensor,

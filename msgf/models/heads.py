@@ -59,24 +59,28 @@ class LocationPolicy(nn.Module):
     comes from one of two heads:
 
     - "sigmoid" (the paper's): a sigmoid on a linear map of the GRU state;
-    - "spatial": a soft-argmax over the S x S cells of the *glance's* map. A 1x1 conv scores each
-      glance cell (kept in the policy state, since later maps show patches, not the image) and
-      a linear map of the GRU state adds a bias per cell (e.g. "not where I looked already").
-      The expected cell position, cell i at i / (S - 1), is the mean. Scoring cells with one
-      shared conv is translation-equivariant: it generalises from a few thousand scenes, where
-      the sigmoid head on a flattened map memorises them (measured on the built-in scenes).
-      i / (S - 1) puts a patch centre on cell i's centre exactly when the patch is one cell
-      wide (P = H / S), and within a fraction of a cell for the other sizes.
+    - "spatial": a soft-argmax over the S x S cells of the *glance's* map. 1x1 convs give each
+      glance cell a score and the patch centre's offset inside the cell (kept in the policy
+      state, since later maps show patches, not the image); a linear map of the GRU state adds
+      a bias per cell (e.g. "not where I looked already"). The expected centre, cell (i, j) at
+      image fraction ((i + offset) / S, (j + offset) / S), becomes the location that centres a
+      patch of the next size there (design.md: top = l (H - P)), with H x W from the state.
+      Scoring cells with one shared conv is translation-equivariant: it generalises from a few
+      thousand scenes, where the sigmoid head on a flattened map memorised them (measured on
+      the built-in scenes). The cells tile the image evenly when the glance's map is S x S.
     """
 
     HEADS = ("sigmoid", "spatial")
 
     def __init__(self, feature_dim: int, map_side: int, num_sizes: int, channels: int, hidden: int,
-                 head: str = "sigmoid"):
+                 head: str = "sigmoid", patch_sizes: tuple[int, ...] = ()):
         super().__init__()
         if head not in self.HEADS:
             raise ValueError(f"head must be one of {self.HEADS}, got {head!r}")
+        if head == "spatial" and len(patch_sizes) != num_sizes:
+            raise ValueError(f"the spatial head needs the {num_sizes} patch sizes, got {tuple(patch_sizes)}")
         self.num_sizes, self.head, self.map_side = num_sizes, head, map_side
+        self.patch_sizes = tuple(patch_sizes)
         self.reduce = nn.Conv2d(feature_dim, channels, kernel_size=1, bias=False)
         self.cell = nn.GRUCell(channels * map_side * map_side + (num_sizes + 1) + num_sizes, hidden)
         if head == "sigmoid":  # created in this order so that seeded weights stay as they were
@@ -84,18 +88,26 @@ class LocationPolicy(nn.Module):
         self.critic = nn.Linear(hidden, 1)
         if head == "spatial":
             self.cell_score = nn.Conv2d(channels, 1, kernel_size=1)
+            self.cell_offset = nn.Conv2d(channels, 2, kernel_size=1)
             self.cell_bias = nn.Linear(hidden, map_side * map_side)
             # Starts from the glance scores alone; the memory learns to shift them.
             nn.init.zeros_(self.cell_bias.weight)
             nn.init.zeros_(self.cell_bias.bias)
 
     def state_size(self) -> int:
-        """Width of the policy state: the GRU's, plus the glance's cell scores for "spatial"."""
-        extra = self.map_side * self.map_side if self.head == "spatial" else 0
-        return self.cell.hidden_size + extra
+        """Width of the policy state: the GRU's; for "spatial" also the glance's cell scores and
+        offsets and the image's (H, W)."""
+        cells = self.map_side * self.map_side
+        return self.cell.hidden_size + (3 * cells + 2 if self.head == "spatial" else 0)
 
-    def initial_hidden(self, batch: int, like: Tensor) -> Tensor:
-        return like.new_zeros((batch, self.state_size()))
+    def initial_hidden(self, batch: int, like: Tensor, image_hw: tuple[int, int] | None = None) -> Tensor:
+        """Zeros, with the image size where the spatial head keeps it (unknown: 0, and the
+        location is then the centre's image fraction itself)."""
+        hidden = like.new_zeros((batch, self.state_size()))
+        if self.head == "spatial" and image_hw is not None:
+            hidden[:, -2] = float(image_hw[0])
+            hidden[:, -1] = float(image_hw[1])
+        return hidden
 
     def forward(self, feature_map: Tensor, last_size_index: Tensor, next_size_index: Tensor,
                 hidden: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -109,15 +121,21 @@ class LocationPolicy(nn.Module):
         value = self.critic(memory).squeeze(1)
         if self.head == "sigmoid":
             return torch.sigmoid(self.actor(memory)), value, memory
+        cells = self.map_side * self.map_side
         from_glance = (last_size_index == 0)[:, None]
-        scores = torch.where(from_glance, self.cell_score(reduced).flatten(1), hidden[:, width:])
+        now = torch.cat([self.cell_score(reduced).flatten(1), torch.sigmoid(self.cell_offset(reduced)).flatten(1)], 1)
+        glance = torch.where(from_glance, now, hidden[:, width:width + 3 * cells])
+        scores, offsets = glance[:, :cells], glance[:, cells:].unflatten(1, (2, cells))
         weights = torch.softmax(scores + self.cell_bias(memory), dim=1)
-        return weights @ self._cell_positions(weights), value, torch.cat([memory, scores], dim=1)
+        # expected patch centre as a fraction of the image, (B, 2)
+        centre = ((self._cell_index(weights)[None] + offsets) * weights[:, None]).sum(-1) / self.map_side
+        image_hw = hidden[:, -2:]
+        side = torch.tensor(self.patch_sizes, device=weights.device, dtype=weights.dtype)[next_size_index][:, None]
+        room = image_hw - side
+        mean = torch.where(room > 0, (centre * image_hw - side / 2) / room.clamp(min=1.0), centre)
+        return mean, value, torch.cat([memory, glance, image_hw], dim=1)
 
-    def _cell_positions(self, like: Tensor) -> Tensor:
-        """(S*S, 2): cell (i, j) at (i / (S - 1), j / (S - 1)), row-major like the flattened map."""
-        side = self.map_side
-        grid = torch.arange(side, device=like.device, dtype=like.dtype) / max(side - 1, 1)
-        if side == 1:
-            grid = grid + 0.5
-        return torch.stack([grid.repeat_interleave(side), grid.repeat(side)], dim=1)
+    def _cell_index(self, like: Tensor) -> Tensor:
+        """(2, S*S): the row and column of each cell, row-major like the flattened map."""
+        grid = torch.arange(self.map_side, device=like.device, dtype=like.dtype)
+        return torch.stack([grid.repeat_interleave(self.map_side), grid.repeat(self.map_side)])

@@ -23,7 +23,7 @@ class GFState:
     size_index: (B,) which input this step saw: 0 = glance, k + 1 = patch_sizes[k].
     classifier_memory: (B, H) GRU hidden state, or (B, step * D) concatenated features ("fc").
     policy_hidden: (B, Hp) the policy's state: its GRU's hidden state (and, for the "spatial"
-        head, the glance's cell scores).
+        head, the glance's cell scores and offsets and the image size).
     """
 
     step: int

@@ -73,25 +73,31 @@ def top_cell_hits(prediction: Tensor, presence: Tensor) -> tuple[int, int]:
 
 @torch.no_grad()
 def seed_policy(policy: nn.Module, locator: Locator, sharpness: float = 4.0) -> None:
-    """Make pi's "spatial" head score the glance's cells with the locator's presence logits.
+    """Make pi's "spatial" head score the glance's cells, and place the patch inside a cell,
+    as the locator does.
 
-    pi's cell score is cell_score(relu(reduce(map))). With reduce's first two channels set to
-    +w and -w (w: the locator's presence weights), relu(z) - relu(-z) = z gives back w . map
-    exactly; the locator's bias goes to cell_score's (a constant shift, which the softmax over
-    cells ignores anyway). The other channels keep their weights but get no say in the score.
-    pi then starts where f_G says objects are, and PPO learns from there which to look at.
-    The scores are multiplied by `sharpness`: a soft-argmax of the raw logits puts the mean
-    between a scene's several ringed objects (measured on cpu-demo, 128 px patches: 13% of
-    them on the sign at 1x, 30% at 4x).
+    pi's cell score is cell_score(relu(reduce(map))), its offsets sigmoid(cell_offset(...)).
+    Each of the locator's three outputs z = w . map + b goes through a pair of reduce channels
+    set to +w and -w, since relu(z) - relu(-z) = z; the biases go to pi's convs. The other
+    channels keep their weights but get no say in score or offset. pi then starts where f_G
+    says objects are, and PPO learns from there which to look at. The scores are multiplied by
+    `sharpness`: a soft-argmax of the raw logits puts the mean between a scene's several
+    ringed objects (measured on cpu-demo, 128 px patches: 13% of them on the sign at 1x, 30%
+    at 4x).
     """
     if getattr(policy, "head", None) != "spatial":
         raise ValueError("seed_policy needs pi's 'spatial' head (policy_head='spatial')")
-    if policy.reduce.out_channels < 2 or policy.reduce.in_channels != locator.head.in_channels:
+    if policy.reduce.out_channels < 6 or policy.reduce.in_channels != locator.head.in_channels:
         raise ValueError(f"pi's map conv ({policy.reduce.in_channels}->{policy.reduce.out_channels} channels) "
-                         f"cannot carry the locator's {locator.head.in_channels} channels")
-    presence = locator.head.weight[0, :, 0, 0]
-    policy.reduce.weight[0, :, 0, 0] = presence
-    policy.reduce.weight[1, :, 0, 0] = -presence
+                         f"cannot carry the locator's {locator.head.in_channels} channels (needs 6 outputs)")
+    weights, biases = locator.head.weight[:, :, 0, 0], locator.head.bias
+    for k in range(3):  # presence, row offset, column offset
+        policy.reduce.weight[2 * k, :, 0, 0] = weights[k]
+        policy.reduce.weight[2 * k + 1, :, 0, 0] = -weights[k]
     policy.cell_score.weight.zero_()
     policy.cell_score.weight[0, 0], policy.cell_score.weight[0, 1] = sharpness, -sharpness
-    policy.cell_score.bias.copy_(sharpness * locator.head.bias[:1])
+    policy.cell_score.bias.copy_(sharpness * biases[:1])
+    policy.cell_offset.weight.zero_()
+    for k in (1, 2):
+        policy.cell_offset.weight[k - 1, 2 * k], policy.cell_offset.weight[k - 1, 2 * k + 1] = 1.0, -1.0
+    policy.cell_offset.bias.copy_(biases[1:])

@@ -35,6 +35,7 @@ class Rollout:
     rewards: Tensor  # (T-1, B)
     returns: Tensor  # (T-1, B) discounted with gamma
     advantages: Tensor  # (T-1, B) returns - values
+    first_hidden: Tensor | None = None  # (B, Hp) pi's state after the glance; None: zeros
 
 
 @torch.no_grad()
@@ -49,6 +50,7 @@ def collect_rollout(model, images: Tensor, labels: Tensor, sizes: Tensor, cfg: S
     maps, last, nxt, locs, logps, values, rewards = [], [], [], [], [], [], []
     with autocast():
         state = model.glance(images)
+    first_hidden = state.policy_hidden.float()
     p_true = state.probs[rows, labels]
     for t in range(steps):
         with autocast():
@@ -85,7 +87,7 @@ def collect_rollout(model, images: Tensor, labels: Tensor, sizes: Tensor, cfg: S
         returns[t] = running
     values_t = torch.stack(values)
     return Rollout(torch.stack(maps).float(), torch.stack(last), torch.stack(nxt), torch.stack(locs),
-                   torch.stack(logps), values_t, rewards_t, returns, returns - values_t)
+                   torch.stack(logps), values_t, rewards_t, returns, returns - values_t, first_hidden)
 
 
 def _log_prob(mean: Tensor, std: float, action: Tensor) -> Tensor:
@@ -103,7 +105,8 @@ def replay_policy(policy, rollout: Rollout, rows: Tensor, std: float) -> tuple[T
     for t in range(rollout.feature_maps.shape[0]):
         fmap = rollout.feature_maps[t, rows]
         if hidden is None:
-            hidden = policy.initial_hidden(len(rows), fmap)
+            hidden = policy.initial_hidden(len(rows), fmap) if rollout.first_hidden is None \
+                else rollout.first_hidden[rows]
         mean, value, hidden = policy(fmap, rollout.last_size_index[t, rows], rollout.next_size_index[t, rows], hidden)
         dist = torch.distributions.Normal(mean, std)
         log_probs.append(dist.log_prob(rollout.locations[t, rows]).sum(-1))

@@ -8,76 +8,93 @@ from msgf.train import ppo
 from msgf.train.presets import Stage2Config
 
 
-def spatial_policy(side=3, dim=4, sizes=2, seed=0):
+def spatial_policy(side=3, dim=4, sizes=(32, 48), seed=0):
     torch.manual_seed(seed)
-    policy = LocationPolicy(feature_dim=dim, map_side=side, num_sizes=sizes, channels=5, hidden=8, head="spatial")
+    policy = LocationPolicy(feature_dim=dim, map_side=side, num_sizes=len(sizes), channels=6, hidden=8,
+                            head="spatial", patch_sizes=sizes)
     with torch.no_grad():  # non-zero memory bias, so the test sees both terms
         policy.cell_bias.weight.normal_(0, 0.5)
         policy.cell_bias.bias.normal_(0, 0.5)
     return policy
 
 
-def reference_mean(policy, fmap, memory, glance_scores=None):
-    """Loop-by-loop: score each glance cell with reduce -> ReLU -> cell_score, add the memory's
-    bias, softmax over cells, average the cell positions (i / (S - 1), j / (S - 1))."""
+def reference_mean(policy, fmap, memory, sides, image_hw=None, glance=None):
+    """Loop by loop: score each glance cell (reduce -> ReLU -> cell_score) and place the centre
+    in it (sigmoid of cell_offset), add the memory's bias, softmax over cells; the expected
+    centre (i + offset) / S as image fraction c; then top = l (H - P) = c H - P / 2."""
     side = fmap.shape[-1]
     w_reduce = policy.reduce.weight[:, :, 0, 0]
-    w_score, b_score = policy.cell_score.weight[0, :, 0, 0], policy.cell_score.bias[0]
     bias = policy.cell_bias(memory)
     means = []
     for n in range(fmap.shape[0]):
-        logits, where = [], []
+        logits, centres = [], []
         for i in range(side):
             for j in range(side):
-                if glance_scores is None:
-                    score = torch.relu(w_reduce @ fmap[n, :, i, j]) @ w_score + b_score
+                if glance is None:
+                    r = torch.relu(w_reduce @ fmap[n, :, i, j])
+                    score = r @ policy.cell_score.weight[0, :, 0, 0] + policy.cell_score.bias[0]
+                    offset = torch.sigmoid(policy.cell_offset.weight[:, :, 0, 0] @ r + policy.cell_offset.bias)
                 else:
-                    score = glance_scores[n, i * side + j]
+                    score, offset = glance[n][0][i * side + j], glance[n][1][:, i * side + j]
                 logits.append(score + bias[n, i * side + j])
-                where.append([i / (side - 1), j / (side - 1)])
+                centres.append(torch.stack([(i + offset[0]) / side, (j + offset[1]) / side]))
         weights = torch.softmax(torch.stack(logits), 0)
-        means.append(weights @ torch.tensor(where))
+        c = (weights[:, None] * torch.stack(centres)).sum(0)
+        if image_hw is None:
+            means.append(c)
+        else:
+            hw = torch.tensor(image_hw, dtype=torch.float32)
+            means.append((c * hw - sides[n] / 2) / (hw - sides[n]))
     return torch.stack(means)
 
 
-def test_mean_is_the_soft_argmax_of_glance_cell_scores():
+def test_mean_is_the_soft_argmax_of_glance_cells_placed_for_the_next_size():
     policy = spatial_policy()
     fmap = torch.randn(4, 4, 3, 3)
     glance = torch.zeros(4, dtype=torch.int64)
     nxt = torch.tensor([0, 1, 1, 0])
+    sides = [32, 48, 48, 32]
+    cells = 9
     with torch.no_grad():
-        mean, value, state = policy(fmap, glance, nxt, policy.initial_hidden(4, fmap))
-        memory = state[:, :8]
-        torch.testing.assert_close(mean, reference_mean(policy, fmap, memory), rtol=1e-5, atol=1e-6)
-        # At a focus step the map shows a patch: the scores come from the glance, kept in the state.
+        for image_hw in (None, (300, 400)):
+            mean, value, state = policy(fmap, glance, nxt, policy.initial_hidden(4, fmap, image_hw))
+            torch.testing.assert_close(mean, reference_mean(policy, fmap, state[:, :8], sides, image_hw),
+                                       rtol=1e-5, atol=1e-6)
+        # At a focus step the map shows a patch: the cells come from the glance, kept in the state.
         other = torch.randn(4, 4, 3, 3)
         mean2, _, state2 = policy(other, torch.tensor([1, 2, 1, 2]), nxt, state)
-        torch.testing.assert_close(mean2, reference_mean(policy, other, state2[:, :8], state[:, 8:]),
+        kept = [(state[n, 8:8 + cells], state[n, 8 + cells:8 + 3 * cells].view(2, cells)) for n in range(4)]
+        torch.testing.assert_close(mean2, reference_mean(policy, other, state2[:, :8], sides, (300, 400), kept),
                                    rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(state2[:, 8:], state[:, 8:])
-    assert value.shape == (4,) and state.shape == (4, policy.state_size()) == (4, 8 + 9)
+    assert value.shape == (4,) and state.shape == (4, policy.state_size()) == (4, 8 + 3 * 9 + 2)
 
 
-def test_a_dominant_cell_puts_the_patch_on_it():
+def test_a_dominant_cell_centres_the_patch_on_it():
     policy = spatial_policy(side=4)
     with torch.no_grad():
         policy.cell_bias.weight.zero_()
         policy.cell_bias.bias.zero_()
-        policy.reduce.weight.copy_(torch.eye(5, 4)[:, :, None, None])
+        policy.reduce.weight.copy_(torch.eye(6, 4)[:, :, None, None])
         policy.cell_score.weight.zero_()
         policy.cell_score.weight[0, 0] = 100.0
+        policy.cell_offset.weight.zero_()
+        policy.cell_offset.bias.zero_()  # sigmoid(0): the cell's middle
         fmap = torch.zeros(2, 4, 4, 4)
         fmap[0, 0, 3, 1] = 1.0
         fmap[1, 0, 0, 2] = 1.0
-        mean, _, _ = policy(fmap, torch.zeros(2, dtype=torch.int64), torch.zeros(2, dtype=torch.int64),
-                            policy.initial_hidden(2, fmap))
-    torch.testing.assert_close(mean, torch.tensor([[1.0, 1 / 3], [0.0, 2 / 3]]))
+        mean, _, _ = policy(fmap, torch.zeros(2, dtype=torch.int64), torch.tensor([1, 0]),
+                            policy.initial_hidden(2, fmap, (400, 800)))
+    # design.md: top = floor(l_row (H - P)); the patch's middle must be the cell's middle
+    for (l_row, l_col), side, (i, j) in zip(mean.tolist(), (48, 32), ((3, 1), (0, 2))):
+        middle = (l_row * (400 - side) + side / 2, l_col * (800 - side) + side / 2)
+        assert middle == pytest.approx(((i + 0.5) * 100, (j + 0.5) * 200), abs=1e-3)
 
 
 def test_ppo_learns_to_follow_the_hot_cell():
     # A bandit on pi's spatial head: one random cell of the map is "hot" and the reward is minus
-    # the distance to that cell's position. The mean starts near the centre of the map.
-    policy = spatial_policy(side=4, sizes=1, seed=1)
+    # the distance to that cell's middle. The mean starts near the middle of the image.
+    policy = spatial_policy(side=4, sizes=(32,), seed=1)
     optimizer = torch.optim.Adam(policy.parameters(), lr=1e-2)
     cfg = Stage2Config(update_epochs=4, minibatches=4)
     gen = torch.Generator().manual_seed(0)
@@ -87,7 +104,7 @@ def test_ppo_learns_to_follow_the_hot_cell():
         hot = torch.randint(0, 16, (batch,), generator=gen)
         fmap = 0.1 * torch.randn((1, batch, 4, 4, 4), generator=gen)
         fmap[0, torch.arange(batch), 0, hot // 4, hot % 4] += 3.0
-        target = torch.stack([hot // 4, hot % 4], -1).float() / 3
+        target = (torch.stack([hot // 4, hot % 4], -1).float() + 0.5) / 4
         zeros = torch.zeros((1, batch), dtype=torch.int64)
         with torch.no_grad():
             mean, value, _ = policy(fmap[0], zeros[0], zeros[0], policy.initial_hidden(batch, fmap[0]))

@@ -126,17 +126,21 @@ def test_seeded_policy_scores_cells_with_the_locator():
     from msgf.train.locate import seed_policy
 
     torch.manual_seed(0)
-    locator, policy = Locator(6), LocationPolicy(6, 3, 2, channels=4, hidden=8, head="spatial")
+    locator = Locator(6)
+    policy = LocationPolicy(6, 3, 2, channels=8, hidden=8, head="spatial", patch_sizes=(32, 48))
     fmap = torch.randn(5, 6, 3, 3)
     seed_policy(policy, locator, sharpness=2.5)
     with torch.no_grad():
         mean, _, _ = policy(fmap, torch.zeros(5, dtype=torch.int64), torch.ones(5, dtype=torch.int64),
                             policy.initial_hidden(5, fmap))
         # independent of the policy's code: softmax of the sharpened presence logits, times
-        # each cell's position (i / 2, j / 2) on the 3x3 grid
-        weights = torch.softmax(2.5 * locator(fmap)[:, 0].flatten(1), 1).view(5, 3, 3)
-        grid = torch.arange(3.0) / 2
-        expected = torch.stack([(weights.sum(2) * grid).sum(1), (weights.sum(1) * grid).sum(1)], 1)
+        # each cell's centre as the locator places it, ((i, j) + sigmoid(offsets)) / 3
+        where = locator(fmap)
+        weights = torch.softmax(2.5 * where[:, 0].flatten(1), 1).view(5, 3, 3)
+        grid = torch.arange(3.0)
+        rows = (grid[:, None] + torch.sigmoid(where[:, 1])) / 3
+        cols = (grid[None, :] + torch.sigmoid(where[:, 2])) / 3
+        expected = torch.stack([(weights * rows).sum((1, 2)), (weights * cols).sum((1, 2))], 1)
     torch.testing.assert_close(mean, expected, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="spatial"):
-        seed_policy(LocationPolicy(6, 3, 2, channels=4, hidden=8), locator)
+        seed_policy(LocationPolicy(6, 3, 2, channels=8, hidden=8), locator)

@@ -77,13 +77,22 @@ def test_contrastive_reward_compares_with_random_patches(tiny_model, batch):
     assert rollout.rewards.abs().min() > 1e-4  # the patches do matter to this model
 
 
-def test_replay_matches_the_rollout_policy(tiny_model, batch):
+@pytest.mark.parametrize("head", ["sigmoid", "spatial"])
+def test_replay_matches_the_rollout_policy(tiny_model, batch, head):
     images, labels, sizes = batch
-    rollout = ppo.collect_rollout(tiny_model, images, labels, sizes, Stage2Config(), torch.Generator().manual_seed(1),
+    model = tiny_model
+    if head == "spatial":  # same encoders, pi's spatial head (which keeps the image size in its state)
+        torch.manual_seed(1)
+        model = msgf.build_model("mobilenet_v3_small", num_classes=4, glance_size=32, patch_sizes=[32, 48], T=3,
+                                 policy_head="spatial")
+        model.load_state_dict({k: v for k, v in tiny_model.state_dict().items() if not k.startswith("policy.")},
+                              strict=False)
+        model.eval()
+    rollout = ppo.collect_rollout(model, images, labels, sizes, Stage2Config(), torch.Generator().manual_seed(1),
                                   contextlib.nullcontext)
     rows = torch.tensor([4, 0, 2])
     with torch.no_grad():
-        log_probs, values, entropy = ppo.replay_policy(tiny_model.policy, rollout, rows, 0.1)
+        log_probs, values, entropy = ppo.replay_policy(model.policy, rollout, rows, 0.1)
     torch.testing.assert_close(log_probs, rollout.log_probs[:, rows], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(values, rollout.values[:, rows], atol=1e-6, rtol=1e-5)
     assert entropy.shape == (2, 3)
