@@ -83,10 +83,6 @@ class _Stage0Net(nn.Module):
             self.global_encoder = model.global_encoder
         self.locator = locator
 
-    @property
-    def uses_glance(self) -> bool:
-        return self.glance_head is not None or self.locator is not None
-
     def forward(self, glances, crops):
         local = self.local_head(self.local_encoder(crops)[1])
         glance_logits = where = None
@@ -401,7 +397,7 @@ class Trainer:
                 glances, glance_labels = glances.to(self.device), glance_labels.to(self.device)
             else:
                 glances = ops.glance(images, cfg.glance_size, mean=m.config.mean, std=m.config.std) \
-                    if _unwrap(net).uses_glance else None
+                    if _stage0_uses_glance(s0) else None
                 glance_labels, glance_hw = labels, image_hw(images)
                 objects = boxes if distractors is None else [torch.cat([b, d]) for b, d in zip(boxes, distractors)]
             if cfg.channels_last and self.cuda:
@@ -594,10 +590,6 @@ def _denormals_flushed() -> bool:
 
 def _stage0_uses_glance(stage0) -> bool:
     return stage0.train_glance or stage0.locate_weight > 0
-
-
-def _unwrap(net: nn.Module) -> nn.Module:
-    return net.module if isinstance(net, nn.parallel.DistributedDataParallel) else net
 
 
 def _unsharded(trainer: Trainer, which: str):
