@@ -110,7 +110,12 @@ def photo_augment(sample: dict, rng: np.random.Generator, size: tuple[int, int] 
             break
     image, boxes = resized_crop(image, boxes, top, left, crop_h, crop_w, out_size)
     if rng.random() < 0.5:
-        image = image.flip(1).contiguous()
-        if len(boxes):
-            boxes = torch.stack([out_size[1] - boxes[:, 2], boxes[:, 1], out_size[1] - boxes[:, 0], boxes[:, 3]], 1)
+        image, boxes = image.flip(1).contiguous(), flip_boxes(boxes, out_size[1])
     return {**sample, "image": image, "boxes": boxes}
+
+
+def flip_boxes(boxes: torch.Tensor, width: int) -> torch.Tensor:
+    """(K, 4) x0, y0, x1, y1 boxes of an image `width` wide, after mirroring it left-right."""
+    if not len(boxes):
+        return boxes
+    return torch.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], 1)

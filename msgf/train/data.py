@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from msgf.data.augment import flip_boxes
 from msgf.train.presets import DataConfig
 
 _PURPOSES = {"shuffle": 0, "locations": 1, "ppo": 2, "crops": 3, "data": 4, "glances": 5}
@@ -55,11 +56,10 @@ class InMemory(Dataset):
                                  f"set an image size so that a batch can be stacked")
             images[i] = image
             self.labels.append(int(item["label"]))
-            boxes = torch.as_tensor(item.get("boxes", torch.zeros((0, 4))), dtype=torch.float32)
-            self.boxes.append(boxes.reshape(-1, 4))
+            self.boxes.append(_boxes(item, "boxes"))
             self.paths.append(item.get("path"))
             if "distractors" in item:
-                self.distractors.append(torch.as_tensor(item["distractors"], dtype=torch.float32).reshape(-1, 4))
+                self.distractors.append(_boxes(item, "distractors"))
         self.images = images
         self.classes = list(getattr(dataset, "classes", []))
 
@@ -89,10 +89,14 @@ class _AsGlance(Dataset):
 
         item = self.dataset[index]
         image = torch.as_tensor(item["image"])
-        objects = [torch.as_tensor(item.get(key, torch.zeros((0, 4))), dtype=torch.float32).reshape(-1, 4)
-                   for key in ("boxes", "distractors")]
+        objects = torch.cat([_boxes(item, "boxes"), _boxes(item, "distractors")])
         glance = ops.glance(image[None], self.size, mean=self.mean, std=self.std)[0].half()
-        return glance, int(item["label"]), torch.cat(objects), torch.tensor(image.shape[:2])
+        return glance, int(item["label"]), objects, torch.tensor(image.shape[:2])
+
+
+def _boxes(item: dict, key: str) -> Tensor:
+    """item[key] as float32 (K, 4) boxes; none when the item has no such key."""
+    return torch.as_tensor(item.get(key, torch.zeros((0, 4))), dtype=torch.float32).reshape(-1, 4)
 
 
 class GlanceSet:
@@ -127,13 +131,8 @@ class GlanceSet:
         """Glances (float32), labels and object boxes of `indices`, mirrored left-right where `flips`."""
         glances = self.glances[indices].float()
         glances[flips] = glances[flips].flip(-1)
-        width = self.image_hw[1]
-        objects = []
-        for index, flip in zip(indices.tolist(), flips.tolist()):
-            boxes = self.objects[index].clone()
-            if flip and len(boxes):
-                boxes[:, [0, 2]] = width - boxes[:, [2, 0]]
-            objects.append(boxes)
+        objects = [flip_boxes(self.objects[index], self.image_hw[1]) if flip else self.objects[index]
+                   for index, flip in zip(indices.tolist(), flips.tolist())]
         return glances, self.labels[indices], objects
 
 
