@@ -111,6 +111,7 @@ class Trainer:
             self.out.mkdir(parents=True, exist_ok=True)
         distributed.barrier(self.world)
         self.cuda = self.device.type == "cuda"
+        self._restore_flush = False
         if not self.cuda:
             # Fresh conv weights produce denormal activations that slow CPU training ~100x
             # for the first steps; flushing them changes nothing measurable. close() restores
@@ -183,7 +184,7 @@ class Trainer:
     def close(self) -> None:
         self.log.close()
         distributed.shutdown(self.world)
-        if getattr(self, "_restore_flush", False):
+        if self._restore_flush:
             torch.set_flush_denormal(False)
 
     # ---------------------------------------------------------------------------- the run
