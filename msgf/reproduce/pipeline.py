@@ -28,11 +28,18 @@ def default_workdir(preset: str) -> Path:
 
 
 def reproduce(preset: str, *, workdir: str | Path | None = None, out: str | Path | None = None,
-              progress: bool = True, seed: int = 0, log=print, command: str | None = None) -> dict:
+              progress: bool = True, seed: int = 0, jobs: int = 1, log=print, command: str | None = None) -> dict:
     """Run the whole plan of `preset` ("tiny" or "cpu"); the report written to `out` (default:
-    the plan's, e.g. docs/results for cpu, else the workdir). Returns the report's JSON."""
+    the plan's, e.g. docs/results for cpu, else the workdir). Returns the report's JSON.
+
+    `jobs` > 1 trains that many models at once in separate processes (msgf.reproduce.parallel),
+    each with an equal share of torch's threads; the measurements run afterwards in this one."""
+    import torch
+
     from msgf.reproduce.report import REPORT_NAME, write_report
 
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs: expected a positive integer, got {jobs!r}")
     plan = make_plan(preset, seed=seed)
     workdir = Path(workdir) if workdir is not None else default_workdir(preset)
     out = Path(out) if out is not None else (plan.default_report_dir or workdir)
@@ -42,20 +49,29 @@ def reproduce(preset: str, *, workdir: str | Path | None = None, out: str | Path
         raise ValueError(f"out: {out} exists and is not a directory")
     workdir.mkdir(parents=True, exist_ok=True)
     started = time.time()
-    gfnet_specs = plan.gfnet_runs()
-    total = len(gfnet_specs) + len(plan.static)
-    runs = {}
-    for i, spec in enumerate(gfnet_specs, 1):
-        runs[spec.name] = ensure_run(spec, workdir, progress=progress, log=lambda m, i=i: log(f"[{i}/{total}] {m}"))
-
     from msgf.train.data import Splits
 
     config = plan.base_config()
-    splits = Splits(config.data, config.seed, progress=progress)
-    static = []
-    for i, spec in enumerate(plan.static, len(gfnet_specs) + 1):
-        static.append(ensure_static(spec, config, splits, workdir, progress=progress,
-                                    log=lambda m, i=i: log(f"[{i}/{total}] {m}")))
+    if jobs > 1:
+        from msgf.reproduce.parallel import train_models
+
+        threads = max(1, torch.get_num_threads() // jobs)
+        log(f"training {len(plan.gfnet_runs()) + len(plan.static)} models in {jobs} processes "
+            f"of {threads} thread(s) each")
+        runs, static = train_models(plan, workdir, jobs, threads=threads, log=log)
+        splits = Splits(config.data, config.seed, progress=progress)
+    else:
+        gfnet_specs = plan.gfnet_runs()
+        total = len(gfnet_specs) + len(plan.static)
+        runs = {}
+        for i, spec in enumerate(gfnet_specs, 1):
+            runs[spec.name] = ensure_run(spec, workdir, progress=progress,
+                                         log=lambda m, i=i: log(f"[{i}/{total}] {m}"))
+        splits = Splits(config.data, config.seed, progress=progress)
+        static = []
+        for i, spec in enumerate(plan.static, len(gfnet_specs) + 1):
+            static.append(ensure_static(spec, config, splits, workdir, progress=progress,
+                                        log=lambda m, i=i: log(f"[{i}/{total}] {m}")))
     log("measuring: threshold sweeps, ablations, throughput")
     measured = measure_all(plan, runs, static, splits, workdir, progress=progress, log=log)
     report = {

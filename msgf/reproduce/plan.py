@@ -72,12 +72,16 @@ class Plan:
         return presets.preset(self.train_preset, **self.overrides)
 
     def gfnet_runs(self) -> list[GFNetRun]:
-        """Each fixed patch size of the preset, MS-GFNet with all of them, and MS-GFNet's
-        stage II again with the increments reward from its own stage-I checkpoint."""
+        """MS-GFNet with all the preset's patch sizes, one GFNet per fixed size, and MS-GFNet's
+        stage II again with the increments reward from its own stage-I checkpoint.
+
+        The fixed-size runs start from MS-GFNet's stage-0 backbone (stages I-III only), as the
+        paper's models all start from the same ImageNet weights: the comparison is between the
+        glance-and-focus stages, and stage 0, the longest stage on CPU, runs once."""
         sizes = self.base_config().patch_sizes
-        runs = [GFNetRun(f"fixed-{size}", self.train_preset, {**self.overrides, "patch_sizes": (size,)})
-                for size in sizes]
-        runs.append(GFNetRun(MS_RUN, self.train_preset, dict(self.overrides)))
+        runs = [GFNetRun(MS_RUN, self.train_preset, dict(self.overrides))]
+        runs += [GFNetRun(f"fixed-{size}", self.train_preset, {**self.overrides, "patch_sizes": (size,)},
+                          stages=(1, 2, 3), init=(MS_RUN, "stage0.ckpt")) for size in sizes]
         runs.append(GFNetRun(INCREMENTS_RUN, self.train_preset,
                              {**self.overrides, "stage2.reward": "increments", "export_trajectories": False},
                              stages=(2,), init=(MS_RUN, "stage1.ckpt")))

@@ -135,17 +135,27 @@ class Trainer:
 
         cfg = self.cfg
         torch.manual_seed(cfg.seed)
+        classes = self.splits.classes()
+        kwargs = {"classifier_hidden": cfg.classifier_hidden, "policy_head": cfg.policy_head}
         if self.opt.init is not None:
             model = load_checkpoint(self.opt.init)
-            got = (model.config.backbone, model.config.glance_size, tuple(model.config.patch_sizes), model.config.T,
-                   model.config.policy_head)
-            want = (cfg.backbone, cfg.glance_size, tuple(cfg.patch_sizes), cfg.T, cfg.policy_head)
+            got = (model.config.backbone, model.config.glance_size, model.config.T, model.config.policy_head,
+                   model.config.num_classes)
+            want = (cfg.backbone, cfg.glance_size, cfg.T, cfg.policy_head, len(classes))
             if got != want:
-                raise ValueError(f"--init checkpoint is (backbone, glance, sizes, T, policy head) = {got}, "
+                raise ValueError(f"--init checkpoint is (backbone, glance, T, policy head, classes) = {got}, "
                                  f"the config {want}")
+            if tuple(model.config.patch_sizes) != tuple(cfg.patch_sizes):
+                # One stage-0 backbone shared by models with other patch sizes (msgf reproduce's
+                # fixed-size runs start from MS-GFNet's): every weight but the few whose shape
+                # depends on the number of sizes (pi's size one-hots) carries over.
+                source = model
+                model = build_model(cfg.backbone, len(classes), cfg.glance_size, cfg.patch_sizes, cfg.T,
+                                    cfg.classifier, class_names=classes, **kwargs)
+                fresh = load_matching(model, source)
+                self.log.print(f"--init {self.opt.init}: patch sizes {tuple(source.config.patch_sizes)} -> "
+                               f"{tuple(cfg.patch_sizes)}; kept at initialisation: {', '.join(fresh) or 'none'}")
         else:
-            classes = self.splits.classes()
-            kwargs = {"classifier_hidden": cfg.classifier_hidden, "policy_head": cfg.policy_head}
             model = build_model(cfg.backbone, len(classes), cfg.glance_size, cfg.patch_sizes, cfg.T,
                                 cfg.classifier, class_names=classes, **kwargs)
         if cfg.bn_momentum is not None:
@@ -582,6 +592,16 @@ class Trainer:
             self.log.print(f"wrote {self.out / 'model.ckpt'}")
         distributed.barrier(self.world)
         return summary
+
+
+def load_matching(model: nn.Module, source: nn.Module) -> list[str]:
+    """Copy into `model` every parameter and buffer of `source` with the same name and shape;
+    the names left as they were (absent from `source` or shaped differently)."""
+    theirs = source.state_dict()
+    state = model.state_dict()
+    kept = [name for name, value in state.items() if name not in theirs or theirs[name].shape != value.shape]
+    model.load_state_dict({**state, **{name: theirs[name] for name in state if name not in kept}})
+    return kept
 
 
 def _denormals_flushed() -> bool:

@@ -18,10 +18,12 @@ def test_runs_derive_from_the_training_preset(name, train_preset):
     base = presets.preset(train_preset, seed=3)
     assert plan.base_config() == base
     runs = {r.name: r for r in plan.gfnet_runs()}
-    assert list(runs) == [*(f"fixed-{s}" for s in base.patch_sizes), "ms", "ms-increments"]
+    assert list(runs) == ["ms", *(f"fixed-{s}" for s in base.patch_sizes), "ms-increments"]
     for size in base.patch_sizes:
         fixed = runs[f"fixed-{size}"].config()
         assert fixed.patch_sizes == (size,) and _without(fixed, "patch_sizes") == _without(base, "patch_sizes")
+        # stages I-III from MS-GFNet's stage-0 backbone, which therefore trains first
+        assert runs[f"fixed-{size}"].stages == (1, 2, 3) and runs[f"fixed-{size}"].init == ("ms", "stage0.ckpt")
     assert runs["ms"].config() == base
     increments = runs["ms-increments"]
     assert increments.config().stage2.reward == "increments" and base.stage2.reward == "contrastive"
