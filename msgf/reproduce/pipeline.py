@@ -52,10 +52,10 @@ def reproduce(preset: str, *, workdir: str | Path | None = None, out: str | Path
     from msgf.train.data import Splits
 
     config = plan.base_config()
+    threads = max(1, torch.get_num_threads() // jobs)
     if jobs > 1:
         from msgf.reproduce.parallel import train_models
 
-        threads = max(1, torch.get_num_threads() // jobs)
         log(f"training {len(plan.gfnet_runs()) + len(plan.static)} models in {jobs} processes "
             f"of {threads} thread(s) each")
         runs, static = train_models(plan, workdir, jobs, threads=threads, log=log)
@@ -81,7 +81,7 @@ def reproduce(preset: str, *, workdir: str | Path | None = None, out: str | Path
         "training_seconds": {**{name: r.seconds for name, r in runs.items()},
                              **{s["name"]: s["seconds"] for s in static}},
         "reused": sorted([name for name, r in runs.items() if r.reused] + [s["name"] for s in static if s["reused"]]),
-        "environment": environment(),
+        "environment": {**environment(), "training_jobs": jobs, "training_threads_per_job": threads},
         "plan": plan.to_dict(), "notes": list(plan.notes),
         "configs": {name: r.summary["config"] for name, r in runs.items()},
         "runs": {name: {"path": str(r.path), "stages": r.summary["stages"], "results": r.summary["results"],

@@ -292,4 +292,11 @@ def _runs_section(report: dict) -> list[str]:
             f"static baselines use its stage-0 optimiser settings. Models in `{report['workdir']}`.", "",
             *_table(["run", "stages", "init", "overrides", "training"], rows),
             f"Budgets: {', '.join(format_macs(b) for b in report['budgets'])}. torch {env['torch']}, "
-            f"{env['cpu_count']} CPUs, {env['torch_threads']} torch thread(s) for training.", ""]
+            f"{env['cpu_count']} CPUs; training ran {_processes(env)}.", ""]
+
+
+def _processes(env: dict) -> str:
+    jobs = env.get("training_jobs", 1)  # reports written before --jobs existed ran one process
+    threads = env.get("training_threads_per_job", env["torch_threads"])
+    return f"in one process of {threads} torch thread(s)" if jobs == 1 else \
+        f"{jobs} models at a time, in processes of {threads} torch thread(s) each"

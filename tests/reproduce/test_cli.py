@@ -12,10 +12,13 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_registered_with_its_arguments():
     args = cli.build_parser().parse_args(["reproduce", "--preset", "tiny", "--workdir", "w", "--no-progress"])
     assert args.preset == "tiny" and args.workdir == Path("w") and args.out is None and args.no_progress
+    assert args.jobs == 1 and cli.build_parser().parse_args(["reproduce", "--preset", "cpu", "--jobs", "2"]).jobs == 2
 
 
 @pytest.mark.parametrize("argv", [["reproduce"], ["reproduce", "--preset", "huge"],
-                                  ["reproduce", "--preset", "tiny", "--seed", "-2"]])
+                                  ["reproduce", "--preset", "tiny", "--seed", "-2"],
+                                  ["reproduce", "--preset", "tiny", "--jobs", "0"],
+                                  ["reproduce", "--preset", "tiny", "--jobs", "two"]])
 def test_bad_arguments_exit_2(argv, capsys):
     with pytest.raises(SystemExit) as error:
         cli.main(argv)

@@ -6,7 +6,7 @@ import torch
 
 from msgf import ops
 from msgf.train.data import generator, stream_seed
-from msgf.train.loop import _containing, centred_crops, training_crops
+from msgf.train.loop import _containing, centred_crops, load_matching, training_crops
 from msgf.train.metrics import patch_hits
 from msgf.train.presets import PRESETS, TrainConfig, paper_for_backbone, preset
 
@@ -117,3 +117,20 @@ def test_training_crops_use_distractors_as_hard_negatives():
     # with object_crops off, boxes and distractors are ignored: crops anywhere
     spread = torch.cat([training_crops(boxes, 32, (120, 160), gen, False, distractors) for _ in range(30)])
     assert spread[:, 1].max() - spread[:, 1].min() > 64
+
+
+def test_load_matching_carries_every_weight_but_those_shaped_by_the_patch_sizes():
+    from msgf import build_model
+
+    def model(sizes, seed):
+        torch.manual_seed(seed)
+        return build_model("mobilenet_v3_small", 3, 64, sizes, 3, None, policy_head="spatial", classifier_hidden=32)
+
+    source, target = model((48, 64), 0), model((64,), 1)
+    before = {k: v.clone() for k, v in target.state_dict().items()}
+    kept = load_matching(target, source)
+    assert kept == ["policy.cell.weight_ih"]  # its input holds one-hots of the patch sizes
+    theirs = source.state_dict()
+    for name, value in target.state_dict().items():
+        expected = before[name] if name in kept else theirs[name]
+        assert torch.equal(value, expected), name
