@@ -3,6 +3,7 @@
 - plan: the presets ("tiny", "cpu") as data: which models, budgets, baselines;
 - runs: train or reuse each GFNet in WORKDIR/<run>/ (a done marker; resumable);
 - static: the static baselines (whole scene at several input sizes);
+- parallel: `--jobs N`, the models above trained N at a time in separate processes;
 - measure: threshold sweeps, ablations, throughput;
 - claims: the issue's claims as pass/fail checks on numbers;
 - figures, report: the plots and OUT/synthsigns.{md,json};

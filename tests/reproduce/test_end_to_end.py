@@ -1,4 +1,5 @@
-"""`msgf reproduce --preset tiny` end to end (minutes), then again from the cached models."""
+"""`msgf reproduce --preset tiny` end to end (minutes), two models at a time, then again in one
+process from the cached models."""
 import json
 
 import pytest
@@ -8,16 +9,18 @@ from msgf.reproduce import claims
 
 
 @pytest.mark.slow
-def test_tiny_preset_end_to_end_and_resumed(tmp_path, capsys):
+def test_tiny_preset_end_to_end_and_resumed(tmp_path, capfd):
     workdir = tmp_path / "work"
-    assert cli.main(["reproduce", "--preset", "tiny", "--workdir", str(workdir), "--no-progress"]) == 0
+    assert cli.main(["reproduce", "--preset", "tiny", "--workdir", str(workdir), "--no-progress", "--jobs", "2"]) == 0
     for name in ("synthsigns.md", "synthsigns.json", "synthsigns_curves.png", "synthsigns_scenes.png"):
         assert (workdir / name).stat().st_size > 0, name  # tiny reports into its workdir
     report = json.loads((workdir / "synthsigns.json").read_text())
     assert [c["name"] for c in report["claims"]] == list(claims.NAMES)
     runs = [r["name"] for r in report["plan"]["gfnet_runs"]] + [s["name"] for s in report["plan"]["static"]]
     assert len(runs) == 7 and all((workdir / name / "done.json").exists() for name in runs)
-    assert report["reused"] == []
+    assert report["reused"] == [] and report["environment"]["training_jobs"] == 2
+    fixed = json.loads((workdir / "fixed-48" / "summary.json").read_text())
+    assert fixed["stages"] == [1, 2, 3] and "ms/stage0.ckpt" in capfd.readouterr().out  # ms's backbone
     budgets = report["budgets"]
     assert len(budgets) >= 6 and all(len(rows) == len(budgets) for rows in report["sweeps"].values())
     assert set(report["sweeps"]) == {"ms", "fixed-48", "fixed-64"}
@@ -35,4 +38,4 @@ def test_tiny_preset_end_to_end_and_resumed(tmp_path, capsys):
                        for r in rows] for name, rows in sweeps.items()}
 
     assert scores(again["sweeps"]) == scores(report["sweeps"])
-    assert "reused" in capsys.readouterr().out
+    assert "reused" in capfd.readouterr().out
