@@ -136,7 +136,12 @@ class Trainer:
         cfg = self.cfg
         torch.manual_seed(cfg.seed)
         classes = self.splits.classes()
-        kwargs = {"classifier_hidden": cfg.classifier_hidden, "policy_head": cfg.policy_head}
+
+        def fresh_model():
+            return build_model(cfg.backbone, len(classes), cfg.glance_size, cfg.patch_sizes, cfg.T, cfg.classifier,
+                               class_names=classes, classifier_hidden=cfg.classifier_hidden,
+                               policy_head=cfg.policy_head)
+
         if self.opt.init is not None:
             model = load_checkpoint(self.opt.init)
             got = (model.config.backbone, model.config.glance_size, model.config.T, model.config.policy_head,
@@ -150,14 +155,12 @@ class Trainer:
                 # fixed-size runs start from MS-GFNet's): every weight but the few whose shape
                 # depends on the number of sizes (pi's size one-hots) carries over.
                 source = model
-                model = build_model(cfg.backbone, len(classes), cfg.glance_size, cfg.patch_sizes, cfg.T,
-                                    cfg.classifier, class_names=classes, **kwargs)
+                model = fresh_model()
                 fresh = load_matching(model, source)
                 self.log.print(f"--init {self.opt.init}: patch sizes {tuple(source.config.patch_sizes)} -> "
                                f"{tuple(cfg.patch_sizes)}; kept at initialisation: {', '.join(fresh) or 'none'}")
         else:
-            model = build_model(cfg.backbone, len(classes), cfg.glance_size, cfg.patch_sizes, cfg.T,
-                                cfg.classifier, class_names=classes, **kwargs)
+            model = fresh_model()
         if cfg.bn_momentum is not None:
             for module in model.modules():
                 if isinstance(module, nn.modules.batchnorm._BatchNorm):

@@ -141,6 +141,27 @@ def test_resume_refuses_another_config(full_run, tmp_path):
     assert proc.returncode == 2 and "another config" in output
 
 
+def test_init_from_another_patch_size_set_keeps_every_shared_weight(full_run, tmp_path):
+    # msgf reproduce's fixed-size runs start from MS-GFNet's stage0.ckpt: with no training
+    # epochs, the new model holds the checkpoint's weights except pi's size-dependent input
+    source = full_run[0] / "stage0.ckpt"
+    out = tmp_path / "fixed"
+    proc = _train(out, "--sizes", "48", "--init", str(source), "--stages", "1", "--epochs", "0,0,0,0",
+                  "--no-trajectories")
+    output, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, output
+    assert "kept at initialisation: policy.cell.weight_ih" in output
+    theirs, ours = _weights(source), _weights(out / "stage1.ckpt")
+    assert ours.keys() == theirs.keys()
+    assert [k for k in ours if ours[k].shape != theirs[k].shape] == ["policy.cell.weight_ih"]
+    _assert_same_weights({k: v for k, v in ours.items() if k != "policy.cell.weight_ih"},
+                         {k: v for k, v in theirs.items() if k != "policy.cell.weight_ih"})
+
+    proc = _train(tmp_path / "other", "--glance", "48", "--init", str(source), "--stages", "1")
+    output, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 2 and "--init checkpoint" in output
+
+
 def test_two_process_gloo_run_ends_with_identical_weights(tmp_path):
     worker = Path(__file__).with_name("ddp_worker.py")
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(worker),
