@@ -32,13 +32,15 @@ def test_runs_derive_from_the_training_preset(name, train_preset):
 
 
 @pytest.mark.parametrize("name", plans.PRESETS)
-def test_static_sizes_keep_the_aspect_and_reach_full_resolution(name):
+def test_static_sizes_keep_the_aspect_and_reach_the_largest_that_fits(name):
     plan = plans.plan(name)
     height, width = plan.base_config().data.image_size
     sizes = [s.size for s in plan.static]
     assert len(sizes) >= 3 and plan.num_budgets >= 6
     assert all(h * width == w * height for h, w in sizes)
-    assert max(sizes) == (height, width)
+    # full resolution, or the report says why the largest is smaller
+    assert max(sizes) == (height, width) or any("the largest that fits the time budget" in n for n in plan.notes)
+    assert max(sizes)[0] * 2 >= height
 
 
 def test_bad_arguments_name_themselves():
