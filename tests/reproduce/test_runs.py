@@ -41,27 +41,28 @@ def test_a_finished_run_is_skipped(runs, tmp_path):
 
 def test_an_interrupted_run_has_no_marker_and_is_resumed(runs, tmp_path):
     with pytest.raises(KeyboardInterrupt):
-        ensure_run(runs["fixed-48"], tmp_path, train=FakeTrain(fail=True), log=lambda m: None)
-    assert not (tmp_path / "fixed-48" / DONE).exists()
+        ensure_run(runs["ms"], tmp_path, train=FakeTrain(fail=True), log=lambda m: None)
+    assert not (tmp_path / "ms" / DONE).exists()
     lines, train = [], FakeTrain()
-    result = ensure_run(runs["fixed-48"], tmp_path, train=train, log=lines.append)
+    result = ensure_run(runs["ms"], tmp_path, train=train, log=lines.append)
     assert not result.reused and train.calls[0].resume is True
-    assert lines[0].startswith("fixed-48: resuming")
-    assert json.loads((tmp_path / "fixed-48" / DONE).read_text())["resumed"] is True
+    assert lines[0].startswith("ms: resuming")
+    assert json.loads((tmp_path / "ms" / DONE).read_text())["resumed"] is True
 
 
 def test_a_marker_for_another_config_is_an_error(runs, tmp_path):
     ensure_run(runs["ms"], tmp_path, train=FakeTrain(), log=lambda m: None)
-    other = plans.plan("tiny", seed=1).gfnet_runs()[2]
-    assert other.name == "ms"
+    other = {r.name: r for r in plans.plan("tiny", seed=1).gfnet_runs()}["ms"]
     with pytest.raises(ValueError, match="workdir"):
         ensure_run(other, tmp_path, train=FakeTrain(), log=lambda m: None)
 
 
-def test_the_reward_run_starts_from_the_finished_ms_stage1(runs, tmp_path):
+@pytest.mark.parametrize("name, checkpoint, stages", [("ms-increments", "stage1.ckpt", (2,)),
+                                                      ("fixed-48", "stage0.ckpt", (1, 2, 3))])
+def test_runs_that_start_from_ms_wait_for_it(runs, tmp_path, name, checkpoint, stages):
     with pytest.raises(ValueError, match="has not finished"):
-        ensure_run(runs["ms-increments"], tmp_path, train=FakeTrain(), log=lambda m: None)
+        ensure_run(runs[name], tmp_path, train=FakeTrain(), log=lambda m: None)
     ensure_run(runs["ms"], tmp_path, train=FakeTrain(), log=lambda m: None)
     train = FakeTrain()
-    ensure_run(runs["ms-increments"], tmp_path, train=train, log=lambda m: None)
-    assert train.calls[0].init == tmp_path / "ms" / "stage1.ckpt" and train.calls[0].stages == (2,)
+    ensure_run(runs[name], tmp_path, train=train, log=lambda m: None)
+    assert train.calls[0].init == tmp_path / "ms" / checkpoint and train.calls[0].stages == stages
