@@ -219,6 +219,11 @@ class Trainer:
                 optimizer.load_state_dict(pos.optimizer)
                 if scheduler is not None and pos.scheduler is not None:
                     scheduler.load_state_dict(pos.scheduler)
+            if self.cfg.keep_incoming_weights and stage >= 1 and pos.epoch == 0 and pos.best_score is None:
+                pos.best_score = self._validate(stage, -1)["score"]
+                pos.best_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+                self.log.print(f"{name}: the incoming weights score {pos.best_score:.4f} on validation; "
+                               f"an epoch must beat that to replace them")
             while pos.epoch < scfg.epochs:
                 epoch = pos.epoch
                 started = time.time()

@@ -128,6 +128,9 @@ class TrainConfig:
     amp: bool = False  # CUDA only: autocast (bf16) for the encoders
     channels_last: bool = False  # CUDA only
     export_trajectories: bool = True  # write val/test trajectories for msgf search-thresholds
+    # Stages I-III also validate the weights they start from, and keep them when no epoch
+    # beats them (the paper picks the best of the stage's own epochs only)
+    keep_incoming_weights: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "patch_sizes", tuple(sorted(int(s) for s in self.patch_sizes)))

@@ -162,6 +162,27 @@ def test_init_from_another_patch_size_set_keeps_every_shared_weight(full_run, tm
     assert proc.returncode == 2 and "--init checkpoint" in output
 
 
+def test_keep_incoming_weights_keeps_them_unless_an_epoch_scores_higher(full_run, tmp_path, capsys):
+    import re
+
+    from msgf.train.loop import RunOptions, train
+    from msgf.train.presets import preset
+
+    config = preset("smoke", glance_size=32, patch_sizes=(32, 48), T=3, keep_incoming_weights=True,
+                    export_trajectories=False, **{"data.image_size": (64, 96), "data.train_samples": 48,
+                                                  "data.val_samples": 24, "data.test_samples": 24,
+                                                  "data.batch_size": 16, "stage3.epochs": 1,
+                                                  "stage3.lr_classifier": 0.5, "stage3.lr_encoders": 0.5})
+    incoming = full_run[0] / "stage2.ckpt"
+    train(config, RunOptions(out=tmp_path, stages=(3,), init=incoming, progress=False))
+    output = capsys.readouterr().out
+    before = float(re.search(r"incoming weights score ([0-9.]+)", output).group(1))
+    after = float(re.search(r"stage3 epoch 1/1 .*\| score ([0-9.]+)", output).group(1))
+    theirs, ours = _weights(incoming), _weights(tmp_path / "stage3.ckpt")
+    unchanged = all(torch.equal(theirs[k], ours[k]) for k in theirs)
+    assert unchanged == (after <= before), (before, after)
+
+
 def test_two_process_gloo_run_ends_with_identical_weights(tmp_path):
     worker = Path(__file__).with_name("ddp_worker.py")
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(worker),
