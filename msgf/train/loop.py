@@ -363,12 +363,14 @@ class Trainer:
         gen = generator(self.cfg.seed, stage, epoch, self.world.rank, "locations")
         sums: dict[str, float] = {}
         glance_batches = self._glance_batches(epoch) if stage == 0 else None
+        local_batches = self._local_batches(epoch) if stage == 0 else None
         for batch in bar:
             images = batch["images"].to(self.device, non_blocking=True)
             labels = batch["labels"].to(self.device, non_blocking=True)
             if stage == 0:
                 stats = self._stage0_step(net, optimizer, images, labels, batch["boxes"], batch.get("distractors"), gen,
-                                          None if glance_batches is None else next(glance_batches))
+                                          None if glance_batches is None else next(glance_batches),
+                                          None if local_batches is None else next(local_batches))
             elif stage == 2:
                 stats = self._stage2_step(optimizer, images, labels, batch["boxes"], gen)
             else:
@@ -381,36 +383,63 @@ class Trainer:
             bar.set_postfix({k: f"{v:.3f}" for k, v in stats.items() if k in ("loss", "reward")})
         return {k: v / len(batches) for k, v in sums.items()}
 
-    def _glance_batches(self, epoch: int):
-        """Stage 0's f_G batches from the glance set (`stage0.glance_samples`), endless: a new
-        permutation per pass, random left-right flips; None to use the batch's own images."""
+    def _scene_set(self):
+        """Stage 0's GlanceSet: the first max(glance_samples, local_samples) training images as
+        glances, with object windows twice the largest patch where f_L trains on them."""
         s0, cfg = self.cfg.stage0, self.cfg
+        count = max(s0.glance_samples if _stage0_uses_glance(s0) else 0, s0.local_samples)
+        region = 2 * max(cfg.patch_sizes) if s0.local_samples > 0 else 0
+        return self.splits.glances(cfg.glance_size, count, self.model.config.mean, self.model.config.std, region)
+
+    def _endless(self, count: int, epoch: int, purpose: str, setting: str):
+        """Batches of indices into the first `count` items of the scene set, endless: a new
+        permutation per pass."""
+        gen = generator(self.cfg.seed, 0, epoch, self.world.rank, purpose)
+        size = self.cfg.data.batch_size
+        if count < size:
+            raise ValueError(f"stage0.{setting} ({count}) is smaller than one batch ({size})")
+        while True:
+            order = torch.randperm(count, generator=gen)
+            for start in range(0, count - size + 1, size):
+                yield order[start:start + size], gen
+
+    def _glance_batches(self, epoch: int):
+        """Stage 0's f_G batches from the scene set (`stage0.glance_samples`): random left-right
+        flips; None to use the batch's own images."""
+        s0 = self.cfg.stage0
         if s0.glance_samples <= 0 or not _stage0_uses_glance(s0):
             return None
-        glance_set = self.splits.glances(cfg.glance_size, s0.glance_samples, self.model.config.mean,
-                                         self.model.config.std)
-        gen = generator(cfg.seed, 0, epoch, self.world.rank, "glances")
-        size = cfg.data.batch_size
-        if len(glance_set) < size:
-            raise ValueError(f"stage0.glance_samples ({len(glance_set)}) is smaller than one batch ({size})")
+        scenes = self._scene_set()
+        count = min(s0.glance_samples, len(scenes))
+        return ((*scenes.batch(indices, torch.rand(len(indices), generator=gen) < 0.5), scenes.image_hw)
+                for indices, gen in self._endless(count, epoch, "glances", "glance_samples"))
 
-        def batches():
-            while True:
-                order = torch.randperm(len(glance_set), generator=gen)
-                for start in range(0, len(order) - size + 1, size):
-                    yield (*glance_set.batch(order[start:start + size], torch.rand(size, generator=gen) < 0.5),
-                           glance_set.image_hw)
-        return batches()
+    def _local_batches(self, epoch: int):
+        """Stage 0's f_L batches from the scene set's object windows (`stage0.local_samples`);
+        None to crop the batch's own images."""
+        s0 = self.cfg.stage0
+        if s0.local_samples <= 0:
+            return None
+        scenes = self._scene_set()
+        batches = self._endless(min(s0.local_samples, len(scenes)), epoch, "regions", "local_samples")
+        return (scenes.region_batch(indices) for indices, _ in batches)
 
-    def _stage0_step(self, net, optimizer, images, labels, boxes, distractors, gen, glance_batch=None) -> dict:
+    def _stage0_step(self, net, optimizer, images, labels, boxes, distractors, gen, glance_batch=None,
+                     local_batch=None) -> dict:
         cfg, s0, m = self.cfg, self.cfg.stage0, self.model
         net.train()
         size = self._stage0_crop_size(gen)
-        crop_boxes = torch.cat([training_crops(boxes, size, image_hw(images), gen, s0.object_crops, distractors)
+        # f_L's crops: from the scene set's object windows (local_samples), or this batch's images
+        sources, crop_labels, crop_objects, crop_distractors = images, labels, boxes, distractors
+        if local_batch is not None:
+            sources, crop_labels, crop_objects = local_batch
+            sources, crop_labels, crop_distractors = sources.to(self.device), crop_labels.to(self.device), None
+        crop_boxes = torch.cat([training_crops(crop_objects, size, image_hw(sources), gen, s0.object_crops,
+                                               crop_distractors)
                                 for _ in range(s0.crops_per_image)]).to(self.device)
-        crop_labels = labels.repeat(s0.crops_per_image)
+        crop_labels = crop_labels.repeat(s0.crops_per_image)
         with self.autocast():
-            crops = ops.crop_resize(images, crop_boxes, size, mean=m.config.mean, std=m.config.std).patches[0]
+            crops = ops.crop_resize(sources, crop_boxes, size, mean=m.config.mean, std=m.config.std).patches[0]
             if glance_batch is not None:  # f_G learns on the glance set, f_L on this batch's crops
                 glances, glance_labels, objects, glance_hw = glance_batch
                 glances, glance_labels = glances.to(self.device), glance_labels.to(self.device)

@@ -49,6 +49,11 @@ class Stage0Config:
     # > 0: f_G trains on the glances of this many training images (the first ones, a superset
     # of the training split), kept at glance resolution, instead of the batch's own images
     glance_samples: int = 0
+    # > 0: f_L trains on full-resolution windows (twice the largest patch) around one object
+    # of each of this many training images (the first ones; the annotated box, or a distractor
+    # in an EMPTY scene), instead of on the batch's own images: more signs to learn digits from
+    # than the full-resolution cache holds. Built with the glance set from the same renders.
+    local_samples: int = 0
     # pi's "spatial" head starts from the locator's cell scores (msgf.train.locate.seed_policy),
     # so PPO begins at the objects f_G finds rather than at the image centre
     seed_policy: bool = False
@@ -142,6 +147,10 @@ class TrainConfig:
             raise ValueError("stage0.crop_sizes must be 'all' or 'smallest' and crops_per_image >= 1")
         if self.stage0.seed_policy and (self.policy_head != "spatial" or self.stage0.locate_weight <= 0):
             raise ValueError("stage0.seed_policy needs policy_head='spatial' and stage0.locate_weight > 0")
+        if self.stage0.local_samples < 0 or self.stage0.glance_samples < 0:
+            raise ValueError("stage0.local_samples and stage0.glance_samples must be >= 0")
+        if self.stage0.local_samples > 0 and not self.stage0.object_crops:
+            raise ValueError("stage0.local_samples needs stage0.object_crops (the windows surround objects)")
         if self.stage2.reward_samples < 1:
             raise ValueError("reward_samples must be >= 1")
         if self.data.image_size is not None:
@@ -181,7 +190,8 @@ def _smoke() -> TrainConfig:
         backbone="mobilenet_v3_small", glance_size=64, patch_sizes=(48, 64), T=3, policy_head="spatial",
         data=DataConfig(image_size=(240, 320), train_samples=256, val_samples=96, test_samples=96,
                         batch_size=32, cache=True, distractors=True, augment=False),
-        stage0=Stage0Config(epochs=2, crops_per_image=2, locate_weight=1.0, glance_samples=128, seed_policy=True),
+        stage0=Stage0Config(epochs=2, crops_per_image=2, locate_weight=1.0, glance_samples=128, local_samples=128,
+                            seed_policy=True),
         stage1=Stage1Config(epochs=2, object_location_fraction=0.5),
         stage2=Stage2Config(epochs=2),
         stage3=Stage3Config(epochs=1),

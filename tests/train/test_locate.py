@@ -1,4 +1,5 @@
-"""Stage 0's locator for f_G (msgf.train.locate) and the glance set it trains on."""
+"""Stage 0's locator for f_G (msgf.train.locate), and the glance set f_G trains on with the object
+windows f_L trains on (msgf.train.data)."""
 from __future__ import annotations
 
 import math
@@ -7,8 +8,9 @@ import pytest
 import torch
 
 from msgf import ops
-from msgf.train.data import GlanceSet
+from msgf.train.data import GlanceSet, object_region
 from msgf.train.locate import Locator, locate_loss, locate_targets, top_cell_hits
+from msgf.train.loop import training_crops
 
 
 def _cells_by_brute_force(boxes, hw, grid):
@@ -119,6 +121,61 @@ def test_glance_set_holds_glances_labels_and_mirrors_boxes_with_the_image():
     assert objects[0].tolist() == [[64 - 24.0, 6.0, 64 - 8.0, 18.0], [64 - 50.0, 30.0, 64 - 40.0, 44.0]]
     assert objects[1].tolist() == [[5.0, 6.0, 21.0, 18.0], [40.0, 30.0, 50.0, 44.0]]
     assert not math.isnan(float(glances.sum()))
+
+
+@pytest.mark.parametrize("box", [[100.0, 30.0, 120.0, 52.0], [0.0, 0.0, 9.0, 7.0], [150.0, 100.0, 160.0, 120.0],
+                                 [70.0, 50.0, 90.0, 71.0]])
+def test_object_window_holds_every_crop_that_contains_the_box(box):
+    # oracle: every crop position of the whole image whose window contains the box, enumerated,
+    # and the pixels sliced from the image directly
+    image = torch.randint(0, 256, (120, 160, 3), generator=torch.Generator().manual_seed(1), dtype=torch.uint8)
+    side = 48
+    window, window_box = object_region(image, {"boxes": torch.tensor([box])}, side)
+    assert window.shape == (side, side, 3)
+    shift = torch.tensor(box) - window_box[0]  # (left, top, left, top) of the window in the image
+    left, top = int(shift[0]), int(shift[1])
+    assert shift.tolist() == [left, top, left, top]
+    x0, y0, x1, y1 = box
+    for size in (12, 24):
+        for crop_top in range(0, 120 - size + 1):
+            for crop_left in range(0, 160 - size + 1):
+                if not (crop_left <= x0 and crop_left + size >= x1 and crop_top <= y0 and crop_top + size >= y1):
+                    continue
+                r, c = crop_top - top, crop_left - left
+                assert 0 <= r <= side - size and 0 <= c <= side - size, (size, crop_top, crop_left)
+                assert torch.equal(window[r:r + size, c:c + size], image[crop_top:crop_top + size,
+                                                                         crop_left:crop_left + size])
+    # training_crops on the window draw exactly such crops
+    crops = training_crops([window_box], 24, (side, side), torch.Generator().manual_seed(0), object_crops=True)
+    cx0, cy0, cx1, cy1 = (crops[0, 1:] + shift).tolist()
+    assert cx0 <= x0 and cy0 <= y0 and cx1 >= x1 and cy1 >= y1
+
+
+def test_object_window_prefers_the_annotated_box_then_a_distractor_then_the_centre():
+    image = torch.arange(100 * 120 * 3, dtype=torch.int64).reshape(100, 120, 3).to(torch.uint8)
+    target, decoys = torch.tensor([[10.0, 10.0, 20.0, 20.0]]), torch.tensor([[80.0, 60.0, 90.0, 70.0],
+                                                                             [5.0, 5.0, 9.0, 9.0]])
+    _, box = object_region(image, {"boxes": target, "distractors": decoys}, 40)
+    assert box.tolist() == [[10.0, 10.0, 20.0, 20.0]]  # window clamped at the top-left corner
+    window, box = object_region(image, {"boxes": torch.zeros((0, 4)), "distractors": decoys}, 40)
+    assert box.tolist() == [[15.0, 15.0, 25.0, 25.0]] and torch.equal(window, image[45:85, 65:105])
+    window, box = object_region(image, {"boxes": torch.zeros((0, 4))}, 40)
+    assert box.shape == (0, 4) and torch.equal(window, image[30:70, 40:80])
+    window, _ = object_region(image, {"boxes": target}, 400)  # larger than the image: the image's short side
+    assert window.shape == (100, 100, 3)
+
+
+def test_glance_set_keeps_object_windows_only_when_asked():
+    scenes = _Scenes()
+    mean, std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
+    with pytest.raises(ValueError, match="no regions"):
+        GlanceSet(scenes, 16, mean, std).region_batch(torch.tensor([0]))
+    glance_set = GlanceSet(scenes, 16, mean, std, region=24)
+    windows, labels, boxes = glance_set.region_batch(torch.tensor([5, 2]))
+    assert windows.dtype == torch.uint8 and windows.shape == (2, 24, 24, 3) and labels.tolist() == [1, 0]
+    for i, (window, box) in enumerate(zip(windows, boxes)):
+        expected_window, expected_box = object_region(scenes.images[[5, 2][i]], scenes[[5, 2][i]], 24)
+        assert torch.equal(window, expected_window) and torch.equal(box, expected_box)
 
 
 def test_seeded_policy_scores_cells_with_the_locator():

@@ -134,3 +134,35 @@ def test_load_matching_carries_every_weight_but_those_shaped_by_the_patch_sizes(
     for name, value in target.state_dict().items():
         expected = before[name] if name in kept else theirs[name]
         assert torch.equal(value, expected), name
+
+
+def test_stage0_local_batches_are_the_first_local_samples_windows_once_per_pass(tmp_path):
+    from msgf.train.loop import RunOptions, Trainer
+
+    config = preset("smoke", glance_size=32, patch_sizes=(32, 48), **{
+        "data.image_size": (96, 128), "data.train_samples": 16, "data.val_samples": 16, "data.test_samples": 16,
+        "data.batch_size": 8, "stage0.glance_samples": 16, "stage0.local_samples": 24})
+    trainer = Trainer(config, RunOptions(out=tmp_path, progress=False))
+    try:
+        scenes = trainer._scene_set()  # max(glance_samples, local_samples) images, windows of 2 x 48 px
+        assert len(scenes) == 24 and scenes.regions.shape == (24, 96, 96, 3)
+        batches = trainer._local_batches(0)
+        seen = []
+        for _ in range(3):  # one pass over the 24 windows
+            windows, labels, boxes = next(batches)
+            assert windows.shape == (8, 96, 96, 3) and len(boxes) == 8
+            for window, label in zip(windows, labels):
+                index = next(i for i in range(len(scenes)) if torch.equal(scenes.regions[i], window))
+                assert scenes.labels[index] == label
+                seen.append(index)
+        assert sorted(seen) == list(range(24))
+    finally:
+        trainer.close()
+
+
+def test_local_samples_needs_object_crops_and_counts_are_not_negative():
+    with pytest.raises(ValueError, match="object_crops"):
+        preset("smoke", **{"stage0.local_samples": 8, "stage0.object_crops": False})
+    with pytest.raises(ValueError, match="local_samples"):
+        preset("smoke", **{"stage0.local_samples": -1})
+
