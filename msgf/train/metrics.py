@@ -46,6 +46,8 @@ class StepTally:
         self.hits = torch.zeros((len(sizes), 2, T - 1), dtype=torch.float64)
         self.count = torch.zeros((), dtype=torch.float64)
         self.with_box = torch.zeros((), dtype=torch.float64)
+        # evaluate_steps(per_sample=True): (size, source) -> bool (N, T), correct per sample and step
+        self.per_sample: dict[tuple[int, str], Tensor] = {}
 
     def as_tensor(self) -> Tensor:
         return torch.cat([self.correct.flatten(), self.hits.flatten(), self.count[None], self.with_box[None]])
@@ -78,9 +80,11 @@ class StepTally:
 
 @torch.no_grad()
 def evaluate_steps(model, batches, *, device, generator: torch.Generator, autocast,
-                   sources: tuple[str, ...] = ("policy", "random"), progress=None) -> StepTally:
+                   sources: tuple[str, ...] = ("policy", "random"), progress=None,
+                   per_sample: bool = False) -> StepTally:
     """Accuracy per step t and hit rate, per patch size, for policy and/or random locations
-    (a source left out keeps zeros)."""
+    (a source left out keeps zeros). per_sample: also keep which samples each (size, source)
+    classified correctly at each step (`StepTally.per_sample`), for paired comparisons."""
     cfg = model.config
     tally = StepTally(cfg.T, cfg.patch_sizes)
     was_training = model.training
@@ -100,6 +104,7 @@ def evaluate_steps(model, batches, *, device, generator: torch.Generator, autoca
                     continue
                 state = first
                 tally.correct[k, s, 0] += correct_first
+                rows = [(first.logits.argmax(1) == labels).cpu()]
                 for t in range(1, cfg.T):
                     with autocast():
                         proposal = model.propose(state, size)
@@ -108,8 +113,12 @@ def evaluate_steps(model, batches, *, device, generator: torch.Generator, autoca
                         else:
                             locs = torch.rand((n, 2), generator=generator).to(device)
                         state = model.focus(state, images, locs, size, proposal=proposal)
-                    tally.correct[k, s, t] += (state.logits.argmax(1) == labels).double().sum().cpu()
+                    rows.append((state.logits.argmax(1) == labels).cpu())
+                    tally.correct[k, s, t] += rows[-1].double().sum()
                     tally.hits[k, s, t - 1] += patch_hits(locs, size, hw, boxes).double().sum()
+                if per_sample:
+                    done = tally.per_sample.get((size, source), torch.zeros((0, cfg.T), dtype=torch.bool))
+                    tally.per_sample[(size, source)] = torch.cat([done, torch.stack(rows, 1)])
         if progress is not None:
             progress.update(1)
     model.train(was_training)

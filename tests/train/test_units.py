@@ -166,3 +166,30 @@ def test_local_samples_needs_object_crops_and_counts_are_not_negative():
     with pytest.raises(ValueError, match="local_samples"):
         preset("smoke", **{"stage0.local_samples": -1})
 
+
+def test_evaluate_steps_per_sample_matches_an_episode_run_by_hand():
+    from msgf import build_model
+    from msgf.train.metrics import evaluate_steps
+
+    torch.manual_seed(0)
+    model = build_model("mobilenet_v3_small", 3, 32, (32, 48), 3, None, policy_head="spatial",
+                        classifier_hidden=16).eval()
+    gen = torch.Generator().manual_seed(1)
+    images = torch.randint(0, 256, (6, 64, 96, 3), generator=gen, dtype=torch.uint8)
+    labels = torch.tensor([0, 1, 2, 0, 1, 2])
+    batches = [{"images": images[:4], "labels": labels[:4], "boxes": [torch.zeros((0, 4))] * 4},
+               {"images": images[4:], "labels": labels[4:], "boxes": [torch.zeros((0, 4))] * 2}]
+    tally = evaluate_steps(model, batches, device=torch.device("cpu"), generator=torch.Generator().manual_seed(2),
+                           autocast=__import__("contextlib").nullcontext, per_sample=True)
+    for k, size in enumerate((32, 48)):
+        # oracle: the policy's episode, step by step, on all six images at once
+        with torch.no_grad():
+            state = model.glance(images)
+            expected = [state.logits.argmax(1) == labels]
+            for _ in range(2):
+                state = model.focus(state, images, model.propose(state, size).mean.float(), size)
+                expected.append(state.logits.argmax(1) == labels)
+        assert torch.equal(tally.per_sample[(size, "policy")], torch.stack(expected, 1))
+        for s, source in enumerate(("policy", "random")):
+            assert tally.per_sample[(size, source)].shape == (6, 3)
+            assert tally.per_sample[(size, source)].double().sum(0).tolist() == tally.correct[k, s].tolist()
