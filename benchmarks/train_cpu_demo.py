@@ -7,14 +7,19 @@ whenever another process competed):
 - increments: stage II again from base's stage1.ckpt with the "increments" reward, same epochs.
 
 Writes benchmarks/results/train_cpu_demo.{json,md}: accuracy per step, the policy's hit rate
-against random locations, and stage II accuracy with each reward, on the test split.
+against random locations, and stage II accuracy with each reward, on the test split; and how
+well f_L (with its stage-0 head FC_2) reads a sign when a patch is centred on it, which bounds
+what any policy can gain.
 
     python benchmarks/train_cpu_demo.py                 # the two runs
     python benchmarks/train_cpu_demo.py --summarise     # only re-read finished runs
+    python benchmarks/train_cpu_demo.py --summarise --runs R   # R/cpu_demo, R/cpu_demo_increments linking
+                                                               # to `msgf reproduce`'s ms and ms-increments
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -53,15 +58,88 @@ def main() -> int:
         args.runs.mkdir(parents=True, exist_ok=True)
         for name, command in commands.items():
             seconds[name] = run(command, args.runs / f"{runs[name].name}.log")
-    elif args.out.with_suffix(".json").exists():  # keep the wall times of the runs summarised again
-        seconds = json.loads(args.out.with_suffix(".json").read_text()).get("wall_seconds") or {}
+    else:  # runs trained by `msgf reproduce` (--runs linking to its ms and ms-increments) record their wall
+        # time in done.json; otherwise keep those of the runs summarised again
+        done = {name: path / "done.json" for name, path in runs.items()}
+        if all(marker.exists() for marker in done.values()):
+            seconds = {name: json.loads(marker.read_text())["seconds"] for name, marker in done.items()}
+        elif args.out.with_suffix(".json").exists():
+            seconds = json.loads(args.out.with_suffix(".json").read_text()).get("wall_seconds") or {}
     summaries = {name: json.loads((path / "summary.json").read_text()) for name, path in runs.items()}
     report = summarise(summaries, {k: "msgf " + " ".join(v[3:]).replace(str(ROOT) + "/", "")
                                    for k, v in commands.items()}, seconds)
+    report["reading"] = {name: reading(runs["base"] / f"{name}.ckpt", report["config"])
+                         for name in ("stage0", "model")}
+    report["paired"] = paired_gain(runs["base"] / "model.ckpt", report["config"], args.seed)
     args.out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
     args.out.with_suffix(".md").write_text(markdown(report))
     print(markdown(report))
     return 0
+
+
+def reading(checkpoint: Path, config: dict, batch: int = 50) -> dict:
+    """Per patch size, on the test scenes: the share of signs f_L + FC_2 reads on a patch centred
+    on the sign, and of EMPTY scenes it calls EMPTY on a patch centred on a decoy (every scene
+    holds at least one red-ringed decoy or target), in [0, 1]."""
+    import torch
+
+    from msgf import load_checkpoint, ops
+    from msgf.train.data import SynthSignsWithDistractors
+    from msgf.train.loop import centred_crops
+
+    torch.set_flush_denormal(True)
+    model = load_checkpoint(checkpoint).eval()
+    data = config["data"]
+    scenes = SynthSignsWithDistractors("test", seed=config["seed"], num_samples=data["test_samples"],
+                                       image_size=data["image_size"])
+    counts = {size: [0, 0, 0, 0] for size in model.config.patch_sizes}  # signs read, signs, EMPTY kept, EMPTY
+    for start in range(0, len(scenes), batch):
+        items = [scenes[i] for i in range(start, min(start + batch, len(scenes)))]
+        images = torch.stack([item["image"] for item in items])
+        labels = torch.tensor([item["label"] for item in items])
+        objects = [item["boxes"] if len(item["boxes"]) else item["distractors"][:1] for item in items]
+        for size in model.config.patch_sizes:
+            crops = ops.crop_resize(images, centred_crops(objects, size, images.shape[1:3]), size,
+                                    mean=model.config.mean, std=model.config.std).patches[0]
+            with torch.no_grad():
+                predicted = model.aux_heads[1](model.local_encoder(crops)[1]).argmax(1)
+            sign = labels > 0
+            counts[size][0] += int((predicted[sign] == labels[sign]).sum())
+            counts[size][1] += int(sign.sum())
+            counts[size][2] += int((predicted[~sign] == 0).sum())
+            counts[size][3] += int((~sign).sum())
+    return {str(size): {"signs_read": c[0] / max(c[1], 1), "empty_kept": c[2] / max(c[3], 1)}
+            for size, c in counts.items()}
+
+
+def paired_gain(checkpoint: Path, config: dict, seed: int) -> dict:
+    """The final model's accuracy gain from pi's locations over uniformly random ones, paired on
+    the same test scenes: per scene, the difference in correctness (mean over patch sizes) at
+    each focus step, with its mean, standard error and a normal 95% interval (500 scenes)."""
+    import torch
+
+    from msgf import load_checkpoint
+    from msgf.train.data import collate, open_split
+    from msgf.train.metrics import evaluate_steps
+    from msgf.train.presets import TrainConfig
+
+    torch.set_flush_denormal(True)
+    model = load_checkpoint(checkpoint)
+    data = TrainConfig.from_dict(config).data
+    test = open_split(data, data.test_split, seed=config["seed"], num_samples=data.test_samples, augment=False)
+    batches = torch.utils.data.DataLoader(test, batch_size=50, collate_fn=collate)
+    tally = evaluate_steps(model, batches, device=torch.device("cpu"), generator=torch.Generator().manual_seed(seed),
+                           autocast=contextlib.nullcontext, per_sample=True)
+    sizes = model.config.patch_sizes
+    result = {}
+    for t in range(1, model.config.T):
+        correct = {source: torch.stack([tally.per_sample[(s, source)][:, t] for s in sizes]).double()
+                   for source in ("policy", "random")}
+        gain = (correct["policy"] - correct["random"]).mean(0)
+        mean, se = float(gain.mean()), float(gain.std() / len(gain) ** 0.5)
+        result[f"t={t + 1}"] = {"gain": mean, "standard_error": se, "ci95": [mean - 1.96 * se, mean + 1.96 * se],
+                                "scenes": len(gain)}
+    return result
 
 
 def summarise(summaries: dict, commands: dict, seconds: dict) -> dict:
@@ -112,7 +190,9 @@ def markdown(report: dict) -> str:
     notes = {"stage1": "pi has not met PPO yet: its locations come from the stage-0 locator (seed_policy)."
                        if cfg["stage0"].get("seed_policy") else "pi is untrained here.",
              "stage2": "pi after PPO (contrastive reward); f_G, f_L, f_C as after stage I.",
-             "stage3": "f_L and f_C fine-tuned on pi's locations (f_G frozen); the final model."}
+             "stage3": "f_L and f_C fine-tuned on pi's locations (f_G frozen); the final model."
+                       + (" With keep_incoming_weights it is stage II's model unless a stage-III epoch scored "
+                          "higher on validation." if cfg.get("keep_incoming_weights") else "")}
     for stage, summary in report["test"].items():
         lines += [f"## After {stage} (best validation epoch)", "", notes[stage], "",
                   f"| patch | locations | accuracy {steps} | hit rate {focus} |",
@@ -131,6 +211,27 @@ def markdown(report: dict) -> str:
     summary = report["stage2_by_reward"]["contrastive"]
     lines.append(f"| (random locations) | {_row(summary['accuracy_random'])} | {_row(summary['hit_rate_random'])} |")
     lines += ["", "MACs per step: " + ", ".join(f"{k}: {v / 1e6:.1f}M" for k, v in report["macs_table"].items()), ""]
+    if report.get("paired"):
+        lines += ["## pi against random locations, paired (final model, test scenes)", "",
+                  "Per scene: correct with pi's locations minus correct with random ones (mean over patch sizes), "
+                  "in points; a normal 95% interval over the scenes.", "",
+                  "| step | gain | standard error | 95% interval | scenes |", "|---|---|---|---|---|"]
+        for step, entry in report["paired"].items():
+            low, high = entry["ci95"]
+            lines.append(f"| {step} | {100 * entry['gain']:+.1f} | {100 * entry['standard_error']:.1f} | "
+                         f"[{100 * low:+.1f}, {100 * high:+.1f}] | {entry['scenes']} |")
+        lines.append("")
+    if report.get("reading"):
+        lines += ["## How well f_L reads a sign it is shown (test scenes, FC_2 on f_L)", "",
+                  "A patch centred on the sign (scenes with one) or on a decoy (EMPTY scenes): the share of "
+                  "signs read correctly and of EMPTY scenes called EMPTY: roughly what a patch on the sign can "
+                  "be worth (the final model classifies with f_C on every step's features).",
+                  "", "| checkpoint | patch | signs read | EMPTY kept |", "|---|---|---|---|"]
+        for name, sizes in report["reading"].items():
+            for size, entry in sizes.items():
+                lines.append(f"| {name} | {size} | {100 * entry['signs_read']:.1f} | "
+                             f"{100 * entry['empty_kept']:.1f} |")
+        lines.append("")
     return "\n".join(lines)
 
 
