@@ -26,7 +26,7 @@ build: $(PY)
 	$(MAKE) setup
 
 # The main job on built-in data: train on the built-in speed-limit scenes (cpu-demo preset,
-# about 30-45 minutes on 2 cores), then pick exit thresholds for one compute budget on the
+# about 50 minutes on 2 cores), then pick exit thresholds for one compute budget on the
 # validation trajectories the run exported and report them on the test split.
 DEMO_OUT    ?= runs/demo
 DEMO_BUDGET ?= 60M  # the 192 px glance alone costs 40.5M, a focus step 6.7-20M
