@@ -8,8 +8,8 @@ whenever another process competed):
 
 Writes benchmarks/results/train_cpu_demo.{json,md}: accuracy per step, the policy's hit rate
 against random locations, and stage II accuracy with each reward, on the test split; and how
-well f_L (with its stage-0 head FC_2) reads a sign when a patch is centred on it, which bounds
-what any policy can gain.
+well f_L (with its stage-0 head FC_2) reads a sign when a patch is centred on it: roughly what
+a patch on the sign can be worth to any policy.
 
     python benchmarks/train_cpu_demo.py                 # the two runs
     python benchmarks/train_cpu_demo.py --summarise     # only re-read finished runs

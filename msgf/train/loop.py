@@ -221,7 +221,7 @@ class Trainer:
                     scheduler.load_state_dict(pos.scheduler)
             if self.cfg.keep_incoming_weights and stage >= 1 and pos.epoch == 0 and pos.best_score is None:
                 pos.best_score = self._validate(stage, -1)["score"]
-                pos.best_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+                pos.best_state = cpu_copy(self.model)
                 self.log.print(f"{name}: the incoming weights score {pos.best_score:.4f} on validation; "
                                f"an epoch must beat that to replace them")
             while pos.epoch < scfg.epochs:
@@ -235,7 +235,7 @@ class Trainer:
                 score = val.pop("score")
                 if pos.best_score is None or score > pos.best_score:
                     pos.best_score = score
-                    pos.best_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+                    pos.best_state = cpu_copy(self.model)
                 row = {"stage": stage, "epoch": epoch, "score": score, "seconds": round(time.time() - started, 1),
                        **{f"train_{k}": v for k, v in train_stats.items()}}
                 pos.history.append(row)
@@ -246,7 +246,7 @@ class Trainer:
                 pos.optimizer = optimizer.state_dict()
                 pos.scheduler = scheduler.state_dict() if scheduler is not None else None
                 if stage == 0 and self._locator is not None:
-                    pos.locator = {k: v.detach().cpu().clone() for k, v in self._locator.state_dict().items()}
+                    pos.locator = cpu_copy(self._locator)
                 self._save_state()
             self._unfreeze()
             if pos.best_state is not None:
@@ -639,6 +639,11 @@ def load_matching(model: nn.Module, source: nn.Module) -> list[str]:
     kept = [name for name, value in state.items() if name not in theirs or theirs[name].shape != value.shape]
     model.load_state_dict({**state, **{name: theirs[name] for name in state if name not in kept}})
     return kept
+
+
+def cpu_copy(module: nn.Module) -> dict:
+    """A detached CPU copy of `module`'s state dict (a stage's best weights, kept while training goes on)."""
+    return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
 
 
 def _denormals_flushed() -> bool:
