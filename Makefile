@@ -17,7 +17,7 @@ $(STAMP): $(PY) $(SOURCES)
 	$(PIP) install --quiet torch==2.14.1 torchvision==0.29.1
 	$(PIP) install --quiet "scikit-build-core>=0.10" "pybind11>=2.12" ninja setuptools wheel
 	$(PIP) install --quiet --no-build-isolation -e ./threshold_search
-	$(PIP) install --quiet --no-build-isolation -e ".[dev]"
+	$(PIP) install --quiet --no-build-isolation -e ".[dev,pretrained]"
 	touch $(STAMP)
 
 # Rebuild the C++/CUDA extension after editing csrc/.
