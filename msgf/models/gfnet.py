@@ -38,7 +38,8 @@ class GFNet(nn.Module):
             self.classifier = CascadeClassifier(dim, config.num_classes, config.T)
         self.aux_heads = nn.ModuleList(nn.Linear(dim, config.num_classes) for _ in range(config.T))
         self.policy = LocationPolicy(dim, self.map_side, config.num_sizes, config.policy_channels,
-                                     config.policy_hidden, config.policy_head, config.patch_sizes)
+                                     config.policy_hidden, config.policy_head, config.patch_sizes,
+                                     config.policy_inhibition)
         # Thresholds per budget (msgf.engine.Thresholds), filled by the threshold search and
         # carried through checkpoints.
         self.exit_thresholds: list = []  # of msgf.engine.Thresholds
@@ -215,7 +216,8 @@ class GFNet(nn.Module):
 
 def build_model(backbone: str, num_classes: int, glance_size: int, patch_sizes: int | Sequence[int], T: int,
                 classifier: str | None = None, *, classifier_hidden: int = 1024, policy_channels: int = 32,
-                policy_hidden: int = 256, policy_head: str = "sigmoid", location_std: float = 0.1,
+                policy_hidden: int = 256, policy_head: str = "sigmoid", policy_inhibition: float = 0.0,
+                location_std: float = 0.1,
                 mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
                 class_names: Sequence[str] = (),
                 pretrained: bool | str | None = None,
@@ -239,7 +241,8 @@ def build_model(backbone: str, num_classes: int, glance_size: int, patch_sizes: 
                       patch_sizes=sizes, T=T,
                       classifier=classifier if classifier is not None else default_classifier(backbone),
                       classifier_hidden=classifier_hidden, policy_channels=policy_channels,
-                      policy_hidden=policy_hidden, policy_head=policy_head, location_std=float(location_std),
+                      policy_hidden=policy_hidden, policy_head=policy_head,
+                      policy_inhibition=float(policy_inhibition), location_std=float(location_std),
                       class_names=tuple(class_names), **extra)
     return GFNet(config, global_weights=global_weights, local_weights=local_weights, pretrained=pretrained)
 

@@ -68,12 +68,15 @@ class LocationPolicy(nn.Module):
       Scoring cells with one shared conv is translation-equivariant: it generalises from a few
       thousand scenes, where the sigmoid head on a flattened map memorised them (measured on
       the built-in scenes). The cells tile the image evenly when the glance's map is S x S.
+      With `inhibition` > 0 a cell's score drops by that much per unit of weight it already
+      received (inhibition of return, kept in the policy state): pi moves on to the next most
+      likely object instead of looking at the same one again, which wastes a step.
     """
 
     HEADS = ("sigmoid", "spatial")
 
     def __init__(self, feature_dim: int, map_side: int, num_sizes: int, channels: int, hidden: int,
-                 head: str = "sigmoid", patch_sizes: tuple[int, ...] = ()):
+                 head: str = "sigmoid", patch_sizes: tuple[int, ...] = (), inhibition: float = 0.0):
         super().__init__()
         if head not in self.HEADS:
             raise ValueError(f"head must be one of {self.HEADS}, got {head!r}")
@@ -81,6 +84,7 @@ class LocationPolicy(nn.Module):
             raise ValueError(f"the spatial head needs the {num_sizes} patch sizes, got {tuple(patch_sizes)}")
         self.num_sizes, self.head, self.map_side = num_sizes, head, map_side
         self.patch_sizes = tuple(patch_sizes)
+        self.inhibition = float(inhibition)
         self.reduce = nn.Conv2d(feature_dim, channels, kernel_size=1, bias=False)
         self.cell = nn.GRUCell(channels * map_side * map_side + (num_sizes + 1) + num_sizes, hidden)
         if head == "sigmoid":  # created in this order so that seeded weights stay as they were
@@ -96,9 +100,9 @@ class LocationPolicy(nn.Module):
 
     def state_size(self) -> int:
         """Width of the policy state: the GRU's; for "spatial" also the glance's cell scores and
-        offsets and the image's (H, W)."""
+        offsets, the weight each cell has received so far, and the image's (H, W)."""
         cells = self.map_side * self.map_side
-        return self.cell.hidden_size + (3 * cells + 2 if self.head == "spatial" else 0)
+        return self.cell.hidden_size + (4 * cells + 2 if self.head == "spatial" else 0)
 
     def initial_hidden(self, batch: int, like: Tensor, image_hw: tuple[int, int] | None = None) -> Tensor:
         """Zeros, with the image size where the spatial head keeps it (unknown: 0, and the
@@ -125,15 +129,16 @@ class LocationPolicy(nn.Module):
         from_glance = (last_size_index == 0)[:, None]
         now = torch.cat([self.cell_score(reduced).flatten(1), torch.sigmoid(self.cell_offset(reduced)).flatten(1)], 1)
         glance = torch.where(from_glance, now, hidden[:, width:width + 3 * cells])
+        visited = hidden[:, width + 3 * cells:width + 4 * cells]  # zeros until a focus step
         scores, offsets = glance[:, :cells], glance[:, cells:].unflatten(1, (2, cells))
-        weights = torch.softmax(scores + self.cell_bias(memory), dim=1)
+        weights = torch.softmax(scores + self.cell_bias(memory) - self.inhibition * visited, dim=1)
         # expected patch centre as a fraction of the image, (B, 2)
         centre = ((self._cell_index(weights)[None] + offsets) * weights[:, None]).sum(-1) / self.map_side
         image_hw = hidden[:, -2:]
         side = torch.tensor(self.patch_sizes, device=weights.device, dtype=weights.dtype)[next_size_index][:, None]
         room = image_hw - side
         mean = torch.where(room > 0, (centre * image_hw - side / 2) / room.clamp(min=1.0), centre)
-        return mean, value, torch.cat([memory, glance, image_hw], dim=1)
+        return mean, value, torch.cat([memory, glance, visited + weights, image_hw], dim=1)
 
     def _cell_index(self, like: Tensor) -> Tensor:
         """(2, S*S): the row and column of each cell, row-major like the flattened map."""

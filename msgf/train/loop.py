@@ -140,7 +140,9 @@ class Trainer:
         def fresh_model():
             return build_model(cfg.backbone, len(classes), cfg.glance_size, cfg.patch_sizes, cfg.T, cfg.classifier,
                                class_names=classes, classifier_hidden=cfg.classifier_hidden,
-                               policy_head=cfg.policy_head)
+                               policy_head=cfg.policy_head, policy_inhibition=cfg.policy_inhibition,
+                               pretrained=cfg.pretrained,
+                               global_weights=cfg.weights, local_weights=cfg.weights)
 
         if self.opt.init is not None:
             model = load_checkpoint(self.opt.init)
@@ -596,6 +598,8 @@ class Trainer:
             for key in ("hit_rate_policy", "hit_rate_random"):
                 if val[key] and val[key][0] is not None and any(val[key]):
                     parts.append(f"{key.replace('_rate', '')} " + " ".join(f"{h:.3f}" for h in val[key]))
+            if self.cfg.T > 2 and any(val["accuracy_policy"]):
+                parts.append("repeat_policy " + " ".join(f"{r:.3f}" for r in val["repeat_rate_policy"][1:]))
         else:
             parts += [f"val {k} {v:.4f}" for k, v in val.items()]
         parts.append(f"score {score:.4f}")
@@ -743,13 +747,15 @@ def format_steps(title: str, summary: dict, config) -> str:
     """Accuracy at each step t (per patch size) and hit rates, policy vs random locations."""
     lines = [f"{title} ({summary['num_samples']} images, {summary['num_with_box']} with a box):"]
     steps = "  ".join(f"t={t}" for t in range(1, config.T + 1))
-    lines.append(f"  {'patch':>6} {'locations':>9}  accuracy per step ({steps})    hit rate per focus step")
+    lines.append(f"  {'patch':>6} {'locations':>9}  accuracy per step ({steps})    hit rate per focus step"
+                 + ("    repeat rate from step 3" if config.T > 2 else ""))
     for size, entry in summary["sizes"].items():
         for source in ("policy", "random"):
             acc = " ".join(f"{a:.4f}" for a in entry[f"accuracy_{source}"])
             hits = entry[f"hit_rate_{source}"]
             hit = " ".join("  -   " if h is None else f"{h:.4f}" for h in hits)
-            lines.append(f"  {size:>6} {source:>9}  {acc}    {hit}")
+            repeats = " ".join(f"{r:.4f}" for r in entry[f"repeat_rate_{source}"][1:])
+            lines.append(f"  {size:>6} {source:>9}  {acc}    {hit}" + (f"    {repeats}" if repeats else ""))
     return "\n".join(lines)
 
 

