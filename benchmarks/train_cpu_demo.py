@@ -1,20 +1,22 @@
-"""The cpu-demo evidence for the training pipeline (issue 5), measured on the test split.
+"""The cpu-demo evidence: what `make demo` trains and searches, measured on the test split.
 
-Two runs (each with OMP_NUM_THREADS=1: on shared cores a 2-thread run slowed down 20x
-whenever another process competed):
+`make demo` is two commands, timed separately here (each with OMP_NUM_THREADS=2; on shared
+cores whose other process competes, use 1: a 2-thread run then slowed down up to 20x):
 
-- base: the cpu-demo preset as `make demo` runs it, all stages, contrastive reward;
-- increments: stage II again from base's stage1.ckpt with the "increments" reward, same epochs.
+- train: `msgf train --preset cpu-demo` (all stages, contrastive reward);
+- search: `msgf search-thresholds` on the run's validation trajectories at the demo's budget,
+  scored on the test trajectories.
 
-Writes benchmarks/results/train_cpu_demo.{json,md}: accuracy per step, the policy's hit rate
-against random locations, and stage II accuracy with each reward, on the test split; and how
-well f_L (with its stage-0 head FC_2) reads a sign when a patch is centred on it: roughly what
-a patch on the sign can be worth to any policy.
+With --increments, stage II again from the run's stage1.ckpt with the "increments" reward.
 
-    python benchmarks/train_cpu_demo.py                 # the two runs
+Writes benchmarks/results/train_cpu_demo.{json,md}: the thresholds' accuracy and MACs at the
+budget; accuracy per step, the policy's hit rate and repeat rate against random locations per
+stage; pi's paired gain over random locations on the same scenes; and how well f_L (with its
+stage-0 head FC_2) reads a sign when a patch is centred on it: roughly what a patch on the
+sign can be worth to any policy.
+
+    python benchmarks/train_cpu_demo.py                 # train and search (about what make demo does)
     python benchmarks/train_cpu_demo.py --summarise     # only re-read finished runs
-    python benchmarks/train_cpu_demo.py --summarise --runs R   # R/cpu_demo, R/cpu_demo_increments linking
-                                                               # to `msgf reproduce`'s ms and ms-increments
 """
 from __future__ import annotations
 
@@ -28,13 +30,14 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+DEMO_BUDGET = "500M"  # as the Makefile's DEMO_BUDGET
 
 
-def run(command: list[str], log: Path) -> float:
+def run(command: list[str], log: Path, threads: int) -> float:
     started = time.time()
     with open(log, "w") as out:
         subprocess.run(command, check=True, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
-                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+                       env={**os.environ, "OMP_NUM_THREADS": str(threads)})
     return time.time() - started
 
 
@@ -42,35 +45,39 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=Path, default=ROOT / "runs")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--budget", default=DEMO_BUDGET, help=f"MACs budget (default: {DEMO_BUDGET})")
+    parser.add_argument("--threads", type=int, default=2, help="OMP_NUM_THREADS of the runs (default: 2)")
+    parser.add_argument("--increments", action="store_true", help="also stage II with the increments reward")
     parser.add_argument("--summarise", action="store_true", help="only summarise finished runs")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "train_cpu_demo")
     args = parser.parse_args()
-    runs = {"base": args.runs / "cpu_demo", "increments": args.runs / "cpu_demo_increments"}
-    stage1 = str(runs["base"] / "stage1.ckpt")
-    base = [sys.executable, "-m", "msgf", "train", "--preset", "cpu-demo", "--seed", str(args.seed), "--no-progress"]
+    base_dir, increments_dir = args.runs / "cpu_demo", args.runs / "cpu_demo_increments"
+    msgf = [sys.executable, "-m", "msgf"]
+    train = ["train", "--preset", "cpu-demo", "--seed", str(args.seed), "--no-progress"]
     commands = {
-        "base": base + ["--out", str(runs["base"])],
-        "increments": base + ["--reward", "increments", "--stages", "2", "--init", stage1,
-                              "--out", str(runs["increments"]), "--no-trajectories"],
+        "train": train + ["--out", str(base_dir)],
+        "search": ["search-thresholds", "--trajectories", str(base_dir / "val_trajectories.npz"),
+                   "--test", str(base_dir / "test_trajectories.npz"), "--budget", args.budget,
+                   "--plot", str(base_dir / "accuracy_vs_macs.png"), "--out", str(base_dir / "thresholds.json")],
     }
+    if args.increments:
+        commands["increments"] = train + ["--reward", "increments", "--stages", "2", "--init",
+                                          str(base_dir / "stage1.ckpt"), "--out", str(increments_dir),
+                                          "--no-trajectories"]
     seconds = {}
     if not args.summarise:
         args.runs.mkdir(parents=True, exist_ok=True)
         for name, command in commands.items():
-            seconds[name] = run(command, args.runs / f"{runs[name].name}.log")
-    else:  # runs trained by `msgf reproduce` (--runs linking to its ms and ms-increments) record their wall
-        # time in done.json; otherwise keep those of the runs summarised again
-        done = {name: path / "done.json" for name, path in runs.items()}
-        if all(marker.exists() for marker in done.values()):
-            seconds = {name: json.loads(marker.read_text())["seconds"] for name, marker in done.items()}
-        elif args.out.with_suffix(".json").exists():
-            seconds = json.loads(args.out.with_suffix(".json").read_text()).get("wall_seconds") or {}
-    summaries = {name: json.loads((path / "summary.json").read_text()) for name, path in runs.items()}
-    report = summarise(summaries, {k: "msgf " + " ".join(v[3:]).replace(str(ROOT) + "/", "")
-                                   for k, v in commands.items()}, seconds)
-    report["reading"] = {name: reading(runs["base"] / f"{name}.ckpt", report["config"])
-                         for name in ("stage0", "model")}
-    report["paired"] = paired_gain(runs["base"] / "model.ckpt", report["config"], args.seed)
+            seconds[name] = run(msgf + command, args.runs / f"cpu_demo_{name}.log", args.threads)
+    elif args.out.with_suffix(".json").exists():  # keep the wall times of the runs summarised again
+        seconds = json.loads(args.out.with_suffix(".json").read_text()).get("wall_seconds") or {}
+    summary = json.loads((base_dir / "summary.json").read_text())
+    increments = json.loads((increments_dir / "summary.json").read_text()) if args.increments else None
+    report = summarise(summary, increments, {k: "msgf " + " ".join(v).replace(str(ROOT) + "/", "")
+                                             for k, v in commands.items()}, seconds)
+    report["thresholds"] = json.loads((base_dir / "thresholds.json").read_text())["results"]
+    report["reading"] = {name: reading(base_dir / f"{name}.ckpt", report["config"]) for name in ("stage0", "model")}
+    report["paired"] = paired_gain(base_dir / "model.ckpt", report["config"], args.seed)
     args.out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
     args.out.with_suffix(".md").write_text(markdown(report))
     print(markdown(report))
@@ -142,23 +149,25 @@ def paired_gain(checkpoint: Path, config: dict, seed: int) -> dict:
     return result
 
 
-def summarise(summaries: dict, commands: dict, seconds: dict) -> dict:
-    base = summaries["base"]["results"]
-    return {
+def summarise(summary: dict, increments: dict | None, commands: dict, seconds: dict) -> dict:
+    results = summary["results"]
+    report = {
         "commands": commands,
         "wall_seconds": seconds or None,
-        "config": summaries["base"]["config"],
-        "macs_table": summaries["base"]["macs_table"],
-        "test": {stage: _compact(base[stage]) for stage in ("stage1", "stage2", "stage3")},
-        "stage2_by_reward": {"contrastive": _compact(base["stage2"]),
-                             "increments": _compact(summaries["increments"]["results"]["stage2"])},
-        "history": {name: summary["history"] for name, summary in summaries.items()},
+        "config": summary["config"],
+        "macs_table": summary["macs_table"],
+        "test": {stage: _compact(results[stage]) for stage in ("stage1", "stage2", "stage3") if stage in results},
+        "history": summary["history"],
     }
+    if increments is not None:
+        report["stage2_by_reward"] = {"contrastive": _compact(results["stage2"]),
+                                      "increments": _compact(increments["results"]["stage2"])}
+    return report
 
 
 def _compact(summary: dict) -> dict:
     keys = ("num_samples", "num_with_box", "accuracy_policy", "accuracy_random", "hit_rate_policy",
-            "hit_rate_random", "sizes")
+            "hit_rate_random", "repeat_rate_policy", "repeat_rate_random", "sizes")
     return {k: summary[k] for k in keys}
 
 
@@ -169,13 +178,14 @@ def _row(values) -> str:
 def markdown(report: dict) -> str:
     cfg = report["config"]
     T = cfg["T"]
+    weights = "ImageNet-pretrained (" + cfg["pretrained"] + ")" if cfg.get("pretrained") else "from scratch"
     lines = [
         "# Training: the cpu-demo run (built-in speed-limit scenes)",
         "",
-        (f"{cfg['data']['image_size'][0]}x{cfg['data']['image_size'][1]} scenes, {cfg['backbone']}, glance "
-        f"{cfg['glance_size']} px, patches {'/'.join(map(str, cfg['patch_sizes']))} px, T={T}; "
-        f"{cfg['data']['train_samples']} training / {cfg['data']['val_samples']} validation / "
-        f"{cfg['data']['test_samples']} test scenes (seed {cfg['seed']}). All numbers on the test split, in %."),
+        (f"{cfg['data']['image_size'][0]}x{cfg['data']['image_size'][1]} scenes, {cfg['backbone']} {weights}, "
+         f"glance {cfg['glance_size']} px, patches {'/'.join(map(str, cfg['patch_sizes']))} px, T={T}; "
+         f"{cfg['data']['train_samples']} training / {cfg['data']['val_samples']} validation / "
+         f"{cfg['data']['test_samples']} test scenes (seed {cfg['seed']}). All numbers on the test split, in %."),
         "",
         "Commands:",
         "",
@@ -183,33 +193,50 @@ def markdown(report: dict) -> str:
         "",
     ]
     if report["wall_seconds"]:
-        lines += ["Wall time (2 shared CPU cores): " + ", ".join(
+        lines += ["Wall time (2 shared CPU cores, set-up not counted): " + ", ".join(
             f"{k} {v / 60:.1f} min" for k, v in report["wall_seconds"].items()), ""]
+    if report.get("thresholds"):
+        lines += ["## At the demo's budget (thresholds searched on validation, scored on test)", "",
+                  "| budget | validation accuracy | validation MACs | test accuracy | test MACs |", "|---|---|---|---|---|"]
+        for row in report["thresholds"]:
+            val, test = row["validation"], row["test"]
+            lines.append(f"| {row['budget'] / 1e6:.0f}M | {100 * val['accuracy']:.1f} | {val['macs'] / 1e6:.1f}M | "
+                         f"{100 * test['accuracy']:.1f} | {test['macs'] / 1e6:.1f}M |")
+        lines.append("")
     steps = " | ".join(f"t={t}" for t in range(1, T + 1))
     focus = " | ".join(f"t={t}" for t in range(2, T + 1))
+    later = " | ".join(f"t={t}" for t in range(3, T + 1))
     notes = {"stage1": "pi has not met PPO yet: its locations come from the stage-0 locator (seed_policy)."
                        if cfg["stage0"].get("seed_policy") else "pi is untrained here.",
              "stage2": "pi after PPO (contrastive reward); f_G, f_L, f_C as after stage I.",
              "stage3": "f_L and f_C fine-tuned on pi's locations (f_G frozen); the final model."
                        + (" With keep_incoming_weights it is stage II's model unless a stage-III epoch scored "
                           "higher on validation." if cfg.get("keep_incoming_weights") else "")}
+
+    def row(entry, source):
+        repeats = entry.get("repeat_rate_" + source, [None] * (T - 1))[1:]
+        return (f"{_row(entry['accuracy_' + source])} | {_row(entry['hit_rate_' + source])}"
+                + (f" | {_row(repeats)}" if T > 2 else ""))
+
     for stage, summary in report["test"].items():
         lines += [f"## After {stage} (best validation epoch)", "", notes[stage], "",
-                  f"| patch | locations | accuracy {steps} | hit rate {focus} |",
-                  "|---|---|" + "---|" * T + "---|" * (T - 1)]
+                  f"| patch | locations | accuracy {steps} | hit rate {focus} |"
+                  + (f" repeat rate {later} |" if T > 2 else ""),
+                  "|---|---|" + "---|" * T + "---|" * (T - 1) + "---|" * (T - 2)]
         for size, entry in summary["sizes"].items():
             for source in ("policy", "random"):
-                lines.append(f"| {size} | {source} | {_row(entry['accuracy_' + source])} | "
-                             f"{_row(entry['hit_rate_' + source])} |")
-        lines.append(f"| mean | policy | {_row(summary['accuracy_policy'])} | {_row(summary['hit_rate_policy'])} |")
-        lines.append(f"| mean | random | {_row(summary['accuracy_random'])} | {_row(summary['hit_rate_random'])} |")
+                lines.append(f"| {size} | {source} | {row(entry, source)} |")
+        for source in ("policy", "random"):
+            lines.append(f"| mean | {source} | {row(summary, source)} |")
         lines.append("")
-    lines += ["## Stage II by reward (same stage-I checkpoint; policy locations, mean over patch sizes)", "",
-              f"| reward | accuracy {steps} | hit rate {focus} |", "|---|" + "---|" * T + "---|" * (T - 1)]
-    for reward, summary in report["stage2_by_reward"].items():
-        lines.append(f"| {reward} | {_row(summary['accuracy_policy'])} | {_row(summary['hit_rate_policy'])} |")
-    summary = report["stage2_by_reward"]["contrastive"]
-    lines.append(f"| (random locations) | {_row(summary['accuracy_random'])} | {_row(summary['hit_rate_random'])} |")
+    if report.get("stage2_by_reward"):
+        lines += ["## Stage II by reward (same stage-I checkpoint; policy locations, mean over patch sizes)", "",
+                  f"| reward | accuracy {steps} | hit rate {focus} |", "|---|" + "---|" * T + "---|" * (T - 1)]
+        for reward, summary in report["stage2_by_reward"].items():
+            lines.append(f"| {reward} | {_row(summary['accuracy_policy'])} | {_row(summary['hit_rate_policy'])} |")
+        summary = report["stage2_by_reward"]["contrastive"]
+        lines.append(f"| (random locations) | {_row(summary['accuracy_random'])} | "
+                     f"{_row(summary['hit_rate_random'])} |")
     lines += ["", "MACs per step: " + ", ".join(f"{k}: {v / 1e6:.1f}M" for k, v in report["macs_table"].items()), ""]
     if report.get("paired"):
         lines += ["## pi against random locations, paired (final model, test scenes)", "",

@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--preset", required=True, choices=PRESETS,
                         help="tiny: the smoke recipe, minutes (a test of the pipeline); "
-                             "cpu: the cpu-demo recipe, a few hours on 2 cores")
+                             "cpu: the from-scratch cpu-demo-scratch recipe, a few hours on 2 cores")
     parser.add_argument("--workdir", type=Path,
                         help="where the models are trained and cached (default: runs/reproduce-PRESET); "
                              "rerunning reuses finished runs and resumes unfinished ones")

@@ -76,9 +76,10 @@ def pick_scenes(labels, count: int, empty_class: int = 0) -> list[int]:
 
 
 def scene_grid(path: str | os.PathLike, model, thresholds, images, labels, class_names, panels_dir: Path,
-               *, columns: int = 1) -> list[dict]:
+               *, columns: int = 1, boxes=None) -> list[dict]:
     """Run `model` with `thresholds` on the scenes, draw each (msgf.infer.visualize) into
-    panels_dir, tile them into `path`; what each scene did, as dicts."""
+    panels_dir, tile them into `path`; what each scene did, as dicts. `boxes`: each scene's
+    annotated object boxes, drawn dotted."""
     from matplotlib.image import imread
 
     from msgf.data.regions import ArrayImage
@@ -89,11 +90,12 @@ def scene_grid(path: str | os.PathLike, model, thresholds, images, labels, class
     panels_dir.mkdir(parents=True, exist_ok=True)
     results = Predictor(model, thresholds=thresholds).predict(images)
     tiles, described = [], []
-    for i, (image, label, result) in enumerate(zip(images, labels, results)):
+    boxes = [()] * len(results) if boxes is None else boxes
+    for i, (image, label, result, objects) in enumerate(zip(images, labels, results, boxes)):
         panel = panels_dir / f"scene_{i:02d}.png"
         label = int(label)
         save_figure(panel, ArrayImage(np.asarray(image)), result, class_names, label,
-                    title=f"scene {i + 1}, {result.macs / 1e6:.1f}M MACs")
+                    title=f"scene {i + 1}, {result.macs / 1e6:.1f}M MACs", objects=objects)
         tiles.append(imread(panel)[..., :3])
         described.append({"label": class_names[label], "pred": result.class_name, "exit_step": result.exit_step,
                           "macs": result.macs, "patches": [list(s.box) for s in result.patches]})

@@ -220,5 +220,5 @@ def draw_scenes(plan, runs: dict, sweeps: dict, splits, path: Path, panels_dir: 
     batch = collate([test[i] for i in chosen])
     names = list(model.config.class_names) or [str(k) for k in range(model.config.num_classes)]
     scenes = figures.scene_grid(path, model, Thresholds.from_search(row["result"]), batch["images"],
-                                batch["labels"], names, panels_dir)
+                                batch["labels"], names, panels_dir, boxes=batch["boxes"])
     return {"budget": row["budget"], "test_indices": chosen, "scenes": scenes}

@@ -7,7 +7,7 @@ from scratch); only their input sizes and epoch counts are set here.
 
 - `tiny`: the "smoke" preset (240x320 scenes, a few hundred of them): the whole pipeline in
   a few minutes on 2 cores, for CI-sized checks. Its numbers prove nothing about the method.
-- `cpu`: the "cpu-demo" preset (960x1280 scenes, 1500 training scenes): a few hours on
+- `cpu`: the "cpu-demo-scratch" preset (960x1280 scenes, 1500 training scenes): a few hours on
   2 cores, the report committed as docs/results/synthsigns.md.
 """
 from __future__ import annotations
@@ -115,7 +115,7 @@ def plan(name: str, *, seed: int = 0) -> Plan:
     # the 1500 training scenes; its validation accuracy was still the majority class's after 3
     # epochs) and at 480x640 on 3.9 scenes/s. Epochs shrink with the input; the report lists
     # them beside each accuracy.
-    return Plan("cpu", "cpu-demo", {"seed": seed},
+    return Plan("cpu", "cpu-demo-scratch", {"seed": seed},
                 static=(StaticRun((120, 160), 24), StaticRun((240, 320), 12), StaticRun((480, 640), 5)),
                 default_report_dir=Path("docs/results"),
                 notes=("static baselines up to 480x640, the largest that fits the time budget: at 960x1280 "

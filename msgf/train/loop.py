@@ -262,7 +262,7 @@ class Trainer:
                         head.load_state_dict(self.model.aux_heads[1].state_dict())
                 if isinstance(self.model.classifier, CascadeClassifier):
                     self.model.classifier.start_focus_heads_from(self.model.aux_heads[1])
-        if stage >= 1:
+        if stage >= 1 and scfg.epochs > 0:  # a stage without epochs leaves the model as the last one's
             test = self._test_summary(stage)
             pos.results[name] = test
             self.log.metrics(name, scfg.epochs, "test", test)
@@ -616,12 +616,13 @@ class Trainer:
                    "macs_table": {str(k): v for k, v in table.items()}, "history": self.position.history,
                    "world_size": self.world.size}
         last = f"stage{self.stages[-1]}" if self.stages else None
+        measured = [f"stage{s}" for s in self.stages if f"stage{s}" in self.position.results]
         if self.main:
             self.log.print("MACs per step: " + "  ".join(
                 f"{k}: {format_macs(v)}" for k, v in table.items()))
-            if last in self.position.results:
-                self.log.print(format_steps(f"final ({last}) on the test split", self.position.results[last],
-                                            m.config))
+            if measured:
+                self.log.print(format_steps(f"final ({measured[-1]}) on the test split",
+                                            self.position.results[measured[-1]], m.config))
             save_checkpoint(m, self.out / "model.ckpt", training=_plain_json(summary))
             if self.cfg.export_trajectories and last is not None and last != "stage0":
                 from msgf.engine import export_trajectories

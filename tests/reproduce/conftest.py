@@ -56,7 +56,7 @@ def hand_report():
                              "static-480x640": 600.0, "static-960x1280": 1800.0},
         "reused": ["static-960x1280"],
         "environment": {"torch": "2.14.1", "cpu_count": 2, "torch_threads": 1},
-        "plan": {"train_preset": "cpu-demo", "search_method": "ga", "gfnet_runs": runs},
+        "plan": {"train_preset": "cpu-demo-scratch", "search_method": "ga", "gfnet_runs": runs},
         "notes": [], "configs": {"ms": cfg}, "runs": {}, "static": static, "budgets": budgets,
         "majority_accuracy": 0.5, "glance": glance, "sweeps": sweeps,
         "policy_ablation": {"random_seed": 0, "random_locations": random_rows, "hit_rate_policy": [0.4, 0.5],

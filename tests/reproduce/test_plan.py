@@ -12,7 +12,7 @@ def _without(config, *keys):
     return values
 
 
-@pytest.mark.parametrize("name, train_preset", [("tiny", "smoke"), ("cpu", "cpu-demo")])
+@pytest.mark.parametrize("name, train_preset", [("tiny", "smoke"), ("cpu", "cpu-demo-scratch")])
 def test_runs_derive_from_the_training_preset(name, train_preset):
     plan = plans.plan(name, seed=3)
     base = presets.preset(train_preset, seed=3)

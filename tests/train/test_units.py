@@ -16,7 +16,8 @@ def test_presets_build_and_round_trip():
         config = PRESETS[name]()
         assert TrainConfig.from_dict(config.to_dict()) == config
     demo = preset("cpu-demo")
-    assert demo.data.image_size == (960, 1280) and demo.backbone == "mobilenet_v3_small"
+    assert demo.data.image_size == (960, 1280) and demo.backbone == "efficientnet_lite0"
+    assert demo.pretrained == "DEFAULT" and preset("cpu-demo-scratch").pretrained is None
     # A glance at most 1/5 of the scene's scale, patches that hold a sign but not much more.
     assert demo.glance_size * 5 <= 960 and max(demo.patch_sizes) < 960 // 4
     assert preset("imagenet-384").backbone == "resnet50" and 160 in preset("imagenet-384").patch_sizes
