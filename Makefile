@@ -29,7 +29,7 @@ build: $(PY)
 # about 50 minutes on 2 cores), then pick exit thresholds for one compute budget on the
 # validation trajectories the run exported and report them on the test split.
 DEMO_OUT    ?= runs/demo
-DEMO_BUDGET ?= 60M  # the 192 px glance alone costs 40.5M, a focus step 6.7-20M
+DEMO_BUDGET ?= 450M  # the 192 px glance alone costs 282M, a focus step 36M (64 px) or 130M (128 px)
 demo: setup
 	$(PY) -m msgf train --preset cpu-demo --out $(DEMO_OUT)
 	$(PY) -m msgf search-thresholds --trajectories $(DEMO_OUT)/val_trajectories.npz \

@@ -22,6 +22,9 @@ class GFConfig:
     # spatial head: score taken from a glance cell per unit of pi's weight on it at earlier
     # steps (inhibition of return); 0 lets pi look at the same cell again
     policy_inhibition: float = 0.0
+    # stride of the encoder map pi reads (timm backbones): None for the last map, e.g. 16 for a
+    # finer, earlier one where small objects are still visible (msgf.models.backbones)
+    map_stride: int | None = None
     location_std: float = 0.1  # std of the Gaussian the policy samples from in training
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
@@ -43,6 +46,8 @@ class GFConfig:
         _require(isinstance(self.policy_inhibition, (int, float)) and self.policy_inhibition >= 0
                  and (self.policy_inhibition == 0 or self.policy_head == "spatial"), "policy_inhibition",
                  "a non-negative number, and 0 unless policy_head is 'spatial'")
+        _require(self.map_stride is None or (isinstance(self.map_stride, int) and not isinstance(self.map_stride, bool)
+                                             and self.map_stride >= 1), "map_stride", "None or a positive int")
         _require(len(self.mean) == len(self.std) and all(s > 0 for s in self.std), "std",
                  "positive and as long as mean")
         _require(not self.class_names or len(self.class_names) == self.num_classes, "class_names",

@@ -28,8 +28,10 @@ class GFNet(nn.Module):
         if not isinstance(config, GFConfig):
             raise TypeError(f"config must be a GFConfig, got {type(config).__name__}")
         self.config = config
-        self.global_encoder = build_backbone(config.backbone, global_weights, None if global_weights else pretrained)
-        self.local_encoder = build_backbone(config.backbone, local_weights, None if local_weights else pretrained)
+        self.global_encoder = build_backbone(config.backbone, global_weights, None if global_weights else pretrained,
+                                             config.map_stride)
+        self.local_encoder = build_backbone(config.backbone, local_weights, None if local_weights else pretrained,
+                                            config.map_stride)
         dim = self.global_encoder.feature_dim
         self.map_side = max(_map_sides(self.global_encoder, [config.glance_size, *config.patch_sizes]))
         if config.classifier == "gru":
@@ -37,7 +39,7 @@ class GFNet(nn.Module):
         else:
             self.classifier = CascadeClassifier(dim, config.num_classes, config.T)
         self.aux_heads = nn.ModuleList(nn.Linear(dim, config.num_classes) for _ in range(config.T))
-        self.policy = LocationPolicy(dim, self.map_side, config.num_sizes, config.policy_channels,
+        self.policy = LocationPolicy(self.global_encoder.map_channels, self.map_side, config.num_sizes, config.policy_channels,
                                      config.policy_hidden, config.policy_head, config.patch_sizes,
                                      config.policy_inhibition)
         # Thresholds per budget (msgf.engine.Thresholds), filled by the threshold search and
@@ -217,7 +219,7 @@ class GFNet(nn.Module):
 def build_model(backbone: str, num_classes: int, glance_size: int, patch_sizes: int | Sequence[int], T: int,
                 classifier: str | None = None, *, classifier_hidden: int = 1024, policy_channels: int = 32,
                 policy_hidden: int = 256, policy_head: str = "sigmoid", policy_inhibition: float = 0.0,
-                location_std: float = 0.1,
+                map_stride: int | None = None, location_std: float = 0.1,
                 mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
                 class_names: Sequence[str] = (),
                 pretrained: bool | str | None = None,
@@ -242,7 +244,8 @@ def build_model(backbone: str, num_classes: int, glance_size: int, patch_sizes: 
                       classifier=classifier if classifier is not None else default_classifier(backbone),
                       classifier_hidden=classifier_hidden, policy_channels=policy_channels,
                       policy_hidden=policy_hidden, policy_head=policy_head,
-                      policy_inhibition=float(policy_inhibition), location_std=float(location_std),
+                      policy_inhibition=float(policy_inhibition), map_stride=map_stride,
+                      location_std=float(location_std),
                       class_names=tuple(class_names), **extra)
     return GFNet(config, global_weights=global_weights, local_weights=local_weights, pretrained=pretrained)
 

@@ -75,11 +75,14 @@ class _Stage0Net(nn.Module):
     (`train_glance`) and/or the locator head (`locate_weight`). Only the parts in use are
     registered, so DistributedDataParallel sees no unused parameters."""
 
-    def __init__(self, model, *, glance_head: bool, locator: nn.Module | None):
+    def __init__(self, model, *, glance_head: bool, locator: nn.Module | None, glance_frozen: bool = False):
         super().__init__()
         self.local_encoder, self.local_head = model.local_encoder, model.aux_heads[1]
         self.glance_head = model.aux_heads[0] if glance_head else None
-        if glance_head or locator is not None:
+        self.glance_frozen = glance_frozen
+        if glance_frozen:  # used, not trained: kept out of the registered (and DDP-synced) modules
+            self.__dict__["global_encoder"] = model.global_encoder
+        elif glance_head or locator is not None:
             self.global_encoder = model.global_encoder
         self.locator = locator
 
@@ -87,7 +90,8 @@ class _Stage0Net(nn.Module):
         local = self.local_head(self.local_encoder(crops)[1])
         glance_logits = where = None
         if glances is not None:
-            fmap, pooled = self.global_encoder(glances)
+            with torch.no_grad() if self.glance_frozen else contextlib.nullcontext():
+                fmap, pooled = self.global_encoder(glances)
             glance_logits = None if self.glance_head is None else self.glance_head(pooled)
             where = None if self.locator is None else self.locator(fmap)
         return glance_logits, local, where
@@ -141,6 +145,7 @@ class Trainer:
             return build_model(cfg.backbone, len(classes), cfg.glance_size, cfg.patch_sizes, cfg.T, cfg.classifier,
                                class_names=classes, classifier_hidden=cfg.classifier_hidden,
                                policy_head=cfg.policy_head, policy_inhibition=cfg.policy_inhibition,
+                               map_stride=cfg.map_stride,
                                pretrained=cfg.pretrained,
                                global_weights=cfg.weights, local_weights=cfg.weights)
 
@@ -288,7 +293,8 @@ class Trainer:
         m = self.model
         self._freeze_all()
         if stage == 0:
-            module = _Stage0Net(m, glance_head=self.cfg.stage0.train_glance, locator=self._stage0_locator())
+            module = _Stage0Net(m, glance_head=self.cfg.stage0.train_glance, locator=self._stage0_locator(),
+                                glance_frozen=self._glance_frozen(0))
             groups = [{"params": list(module.parameters())}]
         elif stage in (1, 3):
             module = m
@@ -322,7 +328,7 @@ class Trainer:
             return None
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.cfg.seed)
-            locator = Locator(self.model.global_encoder.feature_dim)
+            locator = Locator(self.model.global_encoder.map_channels)
         if self.position.locator is not None:
             locator.load_state_dict(self.position.locator)
         self._locator = locator.to(self.device)
@@ -430,6 +436,8 @@ class Trainer:
                      local_batch=None) -> dict:
         cfg, s0, m = self.cfg, self.cfg.stage0, self.model
         net.train()
+        if s0.freeze_glance_encoder:
+            m.global_encoder.eval()  # its BatchNorm statistics stay the pretrained ones
         size = self._stage0_crop_size(gen)
         # f_L's crops: from the scene set's object windows (local_samples), or this batch's images
         sources, crop_labels, crop_objects, crop_distractors = images, labels, boxes, distractors

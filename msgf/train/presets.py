@@ -57,6 +57,9 @@ class Stage0Config:
     # pi's "spatial" head starts from the locator's cell scores (msgf.train.locate.seed_policy),
     # so PPO begins at the objects f_G finds rather than at the image centre
     seed_policy: bool = False
+    # f_G stays as it arrives (pretrained): the locator head and FC_1 learn on its frozen map and
+    # pooled vector, which costs a forward pass instead of a training step per glance
+    freeze_glance_encoder: bool = False
 
 
 @dataclass(frozen=True)
@@ -128,6 +131,7 @@ class TrainConfig:
     classifier_hidden: int = 1024
     policy_head: str = "sigmoid"  # pi's location head, msgf.models.heads.LocationPolicy
     policy_inhibition: float = 0.0  # spatial head: inhibition of return (GFConfig.policy_inhibition)
+    map_stride: int | None = None  # the encoder map pi reads (GFConfig.map_stride); None: the last
     bn_momentum: float | None = 0.1  # None keeps torchvision's (0.01 for MobileNet-V3 lags, design.md 7)
     seed: int = 0
     data: DataConfig = field(default_factory=DataConfig)
@@ -211,18 +215,21 @@ def _cpu_demo() -> TrainConfig:
     # 2 CPU cores: 1000 cached training scenes, short stages.
     # - f_L reads the digits after a short fine-tune on crops around the sign (or a decoy in an
     #   EMPTY scene), at every patch size;
-    # - the frozen ImageNet features of a 192 px glance do not say where 4-12 px rings are (a
-    #   linear probe put a ring in its top cell in 16% of scenes), so f_G still learns to
-    #   locate them (msgf.train.locate) and pi starts from that locator;
+    # - f_G stays as ImageNet left it. Its last map (stride 32) does not say where the 4-12 px
+    #   rings of a 192 px glance are, its stride-16 map does (linear probes: the likeliest cell
+    #   held a ring in 16% and 51% of scenes), so pi reads that map (map_stride) and starts from
+    #   a linear locator trained on it in stage 0 (train README);
     # - T=4 with inhibition of return: a scene holds 1-3 red rings and the glance cannot tell
-    #   the target from a decoy, so pi visits the likeliest three in turn.
+    #   the target from a decoy, so pi visits the likeliest three in turn. Two patch sizes keep
+    #   the trajectory export (every path of sizes) affordable: 14 focus passes per image.
     return TrainConfig(
-        backbone="efficientnet_lite0", pretrained="DEFAULT", glance_size=192, patch_sizes=(64, 96, 128), T=4,
-        policy_head="spatial", policy_inhibition=100.0,
+        backbone="efficientnet_lite0", pretrained="DEFAULT", glance_size=192, patch_sizes=(64, 128), T=4,
+        policy_head="spatial", policy_inhibition=100.0, map_stride=16,
         data=DataConfig(image_size=(960, 1280), train_samples=1000, val_samples=200, test_samples=500,
                         batch_size=32, cache=True, distractors=True, augment=False),
-        stage0=Stage0Config(epochs=3, lr=0.02, weight_decay=4e-5, crops_per_image=2, crop_sizes="all",
-                            train_glance=False, locate_weight=1.0, seed_policy=True),
+        stage0=Stage0Config(epochs=4, lr=0.03, weight_decay=4e-5, crops_per_image=2, crop_sizes="all",
+                            train_glance=False, locate_weight=1.0, freeze_glance_encoder=True,
+                            seed_policy=True),
         stage1=Stage1Config(epochs=1, lr_classifier=0.05, lr_encoders=0.005, weight_decay=4e-5,
                             object_location_fraction=0.5, freeze_glance_encoder=True),
         stage2=Stage2Config(epochs=2, location_std=0.02),
@@ -266,11 +273,12 @@ def _cpu_demo_scratch() -> TrainConfig:
 
 
 def _paper() -> TrainConfig:
-    # Appendix A: pretrained encoders (stage 0 fine-tunes), SGD + Nesterov + cosine, PPO as in
-    # design.md. ResNet/DenseNet/RegNet family: GRU classifier; the per-family split follows in
+    # Appendix A: ImageNet-pretrained encoders (stage 0 fine-tunes; offline, torchvision's
+    # weights file must be in torch's hub cache, or use --weights/--from-scratch), SGD +
+    # Nesterov + cosine, PPO as in design.md. ResNet/DenseNet/RegNet family: GRU classifier; the per-family split follows in
     # `paper_for_backbone`.
     return TrainConfig(
-        backbone="resnet50", glance_size=96, patch_sizes=(96, 128, 160), T=4, bn_momentum=None,
+        backbone="resnet50", pretrained="DEFAULT", glance_size=96, patch_sizes=(96, 128, 160), T=4, bn_momentum=None,
         data=DataConfig(source="", batch_size=64, workers=8, eval_batch_size=128),
         stage0=Stage0Config(epochs=0, lr=0.01, object_crops=False),
         stage1=Stage1Config(epochs=60, lr_classifier=0.1, lr_encoders=0.01, weight_decay=1e-4),
@@ -309,7 +317,7 @@ def _sts() -> TrainConfig:
     # Swedish Traffic Signs speed-limit task (datasets/sts): 960x1280 road scenes, ResNet-18,
     # 192 px focus patches (the attention-sampling setting), 96 px glance.
     return TrainConfig(
-        backbone="resnet18", glance_size=96, patch_sizes=(128, 160, 192), T=4, bn_momentum=None,
+        backbone="resnet18", pretrained="DEFAULT", glance_size=96, patch_sizes=(128, 160, 192), T=4, bn_momentum=None,
         data=DataConfig(source="", image_size=(960, 1280), batch_size=32, workers=8, eval_batch_size=64),
         stage0=Stage0Config(epochs=30, lr=0.01, object_crops=True),
         stage1=Stage1Config(epochs=60, lr_classifier=0.05, lr_encoders=0.005, object_location_fraction=0.25),

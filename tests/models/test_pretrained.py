@@ -177,3 +177,25 @@ def test_timm_backbone_from_a_local_file(tmp_path, monkeypatch):
     torch.save(timm.create_model("resnet34").state_dict(), tmp_path / "resnet34.pth")
     with pytest.raises(ValueError, match="does not fit"):  # timm alone loads it with a warning
         build_backbone("timm/resnet18", weights=tmp_path / "resnet34.pth")
+
+
+def test_map_stride_gives_the_stride_16_map_and_keeps_the_pooled_vector():
+    tapped = build_backbone("efficientnet_lite0", pretrained=True, map_stride=16).eval()
+    plain = build_backbone("efficientnet_lite0", pretrained=True).eval()
+    net = plain.trunk.model
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 192, 192)
+    with torch.no_grad():
+        expected = x  # the oracle: timm's layers called one by one up to the stride-16 stage
+        for layer in (net.conv_stem, net.bn1, *net.blocks[:5]):
+            expected = layer(expected)
+        fmap, pooled = tapped(x)
+        torch.testing.assert_close(pooled, plain(x)[1])
+    torch.testing.assert_close(fmap, expected)
+    assert fmap.shape == (2, 112, 12, 12) and tapped.map_channels == 112 and tapped.feature_dim == 1280
+    model = build_model("efficientnet_lite0", 4, 192, (64, 128), 3, policy_head="spatial", map_stride=16)
+    assert model.map_side == 12 and model.policy.reduce.in_channels == 112
+    with pytest.raises(ValueError, match="map_stride"):
+        build_backbone("efficientnet_lite0", map_stride=12)
+    with pytest.raises(ValueError, match="map_stride"):
+        build_backbone("resnet18", map_stride=16)

@@ -1,6 +1,7 @@
 """Whole training runs on tiny scenes: outputs, determinism, kill-and-resume, 2-process DDP."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -195,3 +196,21 @@ def test_two_process_gloo_run_ends_with_identical_weights(tmp_path):
     _assert_same_weights(rank0, _weights(tmp_path / "model.ckpt"))
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["world_size"] == 2 and summary["results"]["stage3"]["num_samples"] == 24
+
+
+def test_stage0_with_a_frozen_glance_encoder_trains_only_the_locator_and_f_L(tmp_path):
+    from msgf.train import RunOptions, train
+    from msgf.train.presets import preset
+
+    config = preset("smoke", glance_size=32, patch_sizes=(32, 48), T=3, **{
+        "data.image_size": (64, 96), "data.train_samples": 48, "data.val_samples": 16, "data.test_samples": 16,
+        "data.batch_size": 16, "stage0.epochs": 1, "stage0.freeze_glance_encoder": True})
+    before = tmp_path / "before"  # the same model, untrained
+    untrained = dataclasses.replace(config, stage0=dataclasses.replace(config.stage0, epochs=0))
+    train(untrained, RunOptions(out=before, stages=(0,), progress=False))
+    train(config, RunOptions(out=tmp_path / "after", stages=(0,), progress=False))
+    first, trained = _weights(before / "model.ckpt"), _weights(tmp_path / "after" / "model.ckpt")
+    glance = [k for k in first if k.startswith("global_encoder.")]
+    local = [k for k in first if k.startswith("local_encoder.") and first[k].is_floating_point()]
+    assert all(torch.equal(first[k], trained[k]) for k in glance)  # BatchNorm statistics included
+    assert any(not torch.equal(first[k], trained[k]) for k in local)

@@ -43,6 +43,8 @@ def test_paper_preset_per_family():
     assert paper_for_backbone("resnet50").classifier is None  # the family default: GRU
     assert preset("paper", backbone="densenet121").stage1.lr_encoders < preset("paper").stage1.lr_encoders
     assert preset("paper").stage2.gamma == 0.7 and preset("paper").stage2.clip == 0.2
+    # the paper starts every encoder from ImageNet weights
+    assert preset("paper").pretrained == preset("imagenet-480").pretrained == preset("sts").pretrained == "DEFAULT"
 
 
 def test_patch_hits_hand_example():
