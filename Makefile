@@ -25,8 +25,8 @@ build: $(PY)
 	rm -f $(STAMP)
 	$(MAKE) setup
 
-# The main job on built-in data: train on the built-in speed-limit scenes (cpu-demo preset,
-# about 50 minutes on 2 cores), then pick exit thresholds for one compute budget on the
+# The main job on built-in data: train on the built-in speed-limit scenes (cpu-demo preset:
+# ImageNet-pretrained EfficientNet-Lite0, about 25 minutes on 2 cores), then pick exit thresholds for one compute budget on the
 # validation trajectories the run exported and report them on the test split.
 DEMO_OUT    ?= runs/demo
 DEMO_BUDGET ?= 450M  # the 192 px glance alone costs 282M, a focus step 36M (64 px) or 130M (128 px)
