@@ -78,6 +78,8 @@ def main() -> int:
     report["thresholds"] = json.loads((base_dir / "thresholds.json").read_text())["results"]
     report["reading"] = {name: reading(base_dir / f"{name}.ckpt", report["config"]) for name in ("stage0", "model")}
     report["paired"] = paired_gain(base_dir / "model.ckpt", report["config"], args.seed)
+    report["scenes"] = scene_figure(base_dir / "model.ckpt", report["config"], report["thresholds"][0],
+                                    args.out.parent / (args.out.name + "_scenes.png"))
     args.out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
     args.out.with_suffix(".md").write_text(markdown(report))
     print(markdown(report))
@@ -117,6 +119,30 @@ def reading(checkpoint: Path, config: dict, batch: int = 50) -> dict:
             counts[size][3] += int((~sign).sum())
     return {str(size): {"signs_read": c[0] / max(c[1], 1), "empty_kept": c[2] / max(c[3], 1)}
             for size, c in counts.items()}
+
+
+def scene_figure(checkpoint: Path, config: dict, searched: dict, path: Path, count: int = 6) -> list[dict]:
+    """The final model at the searched thresholds on the first test scenes (half with a sign):
+    its patches step by step, the annotated sign box dotted (msgf.reproduce.figures)."""
+    import tempfile
+
+    import torch
+
+    from msgf import load_checkpoint
+    from msgf.engine import Thresholds
+    from msgf.reproduce import figures
+    from msgf.train.data import collate, open_split
+    from msgf.train.presets import TrainConfig
+
+    model = load_checkpoint(checkpoint).eval()
+    data = TrainConfig.from_dict(config).data
+    test = open_split(data, data.test_split, seed=config["seed"], num_samples=4 * count, augment=False)
+    chosen = figures.pick_scenes([test[i]["label"] for i in range(len(test))], count)
+    batch = collate([test[i] for i in chosen])
+    with tempfile.TemporaryDirectory() as panels, torch.no_grad():
+        scenes = figures.scene_grid(path, model, Thresholds.from_search(searched), batch["images"], batch["labels"],
+                                    list(model.config.class_names), Path(panels), boxes=batch["boxes"])
+    return [{"test_index": i, **scene} for i, scene in zip(chosen, scenes)]
 
 
 def paired_gain(checkpoint: Path, config: dict, seed: int) -> dict:
@@ -247,6 +273,16 @@ def markdown(report: dict) -> str:
             low, high = entry["ci95"]
             lines.append(f"| {step} | {100 * entry['gain']:+.1f} | {100 * entry['standard_error']:.1f} | "
                          f"[{100 * low:+.1f}, {100 * high:+.1f}] | {entry['scenes']} |")
+        lines.append("")
+    if report.get("scenes"):
+        lines += ["## Where the model looked (train_cpu_demo_scenes.png)", "",
+                  "Test scenes at the budget's thresholds; the annotated sign dotted. Patch boxes as "
+                  "(x0, y0, x1, y1) in pixels, in step order.", "",
+                  "| test scene | label | prediction | exit step | MACs | patches |", "|---|---|---|---|---|---|"]
+        for scene in report["scenes"]:
+            patches = "; ".join("(" + ", ".join(f"{v:.0f}" for v in box) + ")" for box in scene["patches"])
+            lines.append(f"| {scene['test_index']} | {scene['label']} | {scene['pred']} | {scene['exit_step']} | "
+                         f"{scene['macs'] / 1e6:.1f}M | {patches} |")
         lines.append("")
     if report.get("reading"):
         lines += ["## How well f_L reads a sign it is shown (test scenes, FC_2 on f_L)", "",

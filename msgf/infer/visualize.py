@@ -3,7 +3,7 @@
 One panel per step run: the glance, then the image with the focus boxes so far (the newest
 solid, earlier ones dashed, each numbered by its step), titled with the prediction and its
 confidence after that step. With a known label, green marks a step whose prediction is right
-and red one that is wrong. Annotated object boxes, where given, are drawn dotted in white
+and red one that is wrong. Annotated object boxes, where given, are drawn dotted in cyan
 on every panel, so a reader sees whether a patch found the object.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ from msgf.engine.regions import as_rgb
 from msgf.infer.predictor import ImagePrediction
 
 RIGHT, WRONG, UNKNOWN = "#1a9850", "#d73027", "#fdae61"
-ANNOTATED = "white"
+ANNOTATED = "#00e5ff"  # cyan: apart from the green/red patches on any scene
 DISPLAY_SIDE = 320  # longest side of each panel's thumbnail, in pixels
 
 
@@ -43,7 +43,7 @@ def save_figure(path: str | os.PathLike, reader, result: ImagePrediction, class_
         axes.imshow(thumb, extent=(0, width, height, 0), interpolation="bilinear")
         for x0, y0, x1, y1 in (tuple(float(v) for v in box) for box in objects):
             axes.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=ANNOTATED,
-                                     linewidth=1.2, linestyle=":"))
+                                     linewidth=1.8, linestyle=":"))
         for earlier in result.steps[1:k + 1]:
             x0, y0, x1, y1 = earlier.box
             newest = earlier is step
