@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 import torchvision
 
-from msgf import build_model, load_checkpoint, ops, save_checkpoint
+from msgf import build_model, load_checkpoint, save_checkpoint
 from msgf.models.backbones import LITE_MODELS, build_backbone, default_classifier, preprocessing
 from msgf.models.pretrained import lite_weights_file
 
