@@ -1,10 +1,11 @@
-"""What `pip install` promises: declared dependencies and tested bounds.
+"""What `pip install` promises: declared dependencies, tested bounds, licence and version.
 
 These read the installed metadata and the repository's files; the slow test that really
 builds and installs the wheels is tests/test_wheels.py.
 """
 import ast
 import importlib.metadata as metadata
+import subprocess
 import sys
 import tomllib
 from pathlib import Path
@@ -12,6 +13,8 @@ from pathlib import Path
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
+
+import msgf
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = {"msgf": REPO / "msgf", "threshold-search": REPO / "threshold_search" / "src" / "threshold_search"}
@@ -90,3 +93,18 @@ def test_pinned_constraints_lie_inside_the_declared_ranges():
     assert "torch" in checked and "torchvision" in checked
     for name in checked:
         assert ranges[name].contains(pinned[name]), f"{name}=={pinned[name]} is outside {ranges[name]}"
+
+
+def test_license_file_matches_the_metadata():
+    text = (REPO / "LICENSE").read_text()
+    assert text.startswith("MIT License")
+    assert (REPO / "threshold_search" / "LICENSE").read_text() == text
+    for project in PYPROJECTS:
+        assert metadata.metadata(project)["License-Expression"] == "MIT"
+
+
+def test_version_flag_reports_the_installed_version():
+    done = subprocess.run([sys.executable, "-m", "msgf", "--version"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"msgf {metadata.version('msgf')}"
+    assert msgf.__version__ == metadata.version("msgf")
