@@ -9,7 +9,7 @@ STAMP   := .venv/.msgf-installed
 SOURCES := $(wildcard csrc/*) CMakeLists.txt pyproject.toml threshold_search/pyproject.toml $(PINS)
 BUILD_TOOLS := "scikit-build-core>=0.11" "pybind11>=2.12" "setuptools>=77" ninja wheel
 
-.PHONY: setup build demo test test-all test-minimum wheel wheel-check bench clean
+.PHONY: setup build demo test test-all test-minimum lint wheel wheel-check bench clean
 
 setup: $(STAMP)
 
@@ -62,6 +62,13 @@ test-minimum:
 		--no-build-isolation -C build-dir=build/minimum -e ".[dev]"
 	$(MIN_VENV)/bin/python -m pip freeze | grep -iE "^(torch|torchvision|numpy|timm|zarr|tifffile)=="
 	MSGF_CUDA=OFF $(MIN_VENV)/bin/python -m pytest -q -p no:cacheprovider
+
+lint: .venv/bin/ruff
+	.venv/bin/ruff check .
+
+.venv/bin/ruff: $(PY) $(PINS)
+	$(PIP) install --quiet -c $(PINS) ruff
+	touch $@
 
 # dist/: the threshold-search wheel (pure Python), the msgf wheel (compiled CPU kernels, and the
 # CUDA kernel when nvcc is found), tagged manylinux by auditwheel, and both sdists.
