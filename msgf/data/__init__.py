@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from msgf.data.decode import CorruptImageError, decode_image
 from msgf.data.manifest import MANIFEST_SUFFIXES, Record, read_manifest, write_manifest
+
+if TYPE_CHECKING:
+    import torch.utils.data
 
 __all__ = ["open_dataset", "collate_batch", "CorruptImageError", "decode_image", "Record",
            "read_manifest", "write_manifest"]
@@ -18,7 +22,7 @@ __all__ = ["open_dataset", "collate_batch", "CorruptImageError", "decode_image",
 
 def open_dataset(source: str, split: str = "train", *, seed: int = 0, augment: bool = False,
                  num_samples: int | None = None, image_size: tuple[int, int] | None = None,
-                 skip_corrupt: bool = False) -> "torch.utils.data.Dataset":
+                 skip_corrupt: bool = False) -> torch.utils.data.Dataset:
     """Open a dataset by name or path.
 
     source: "synthsigns" (generated on the fly; split train/val/test; image_size (H, W),

@@ -27,7 +27,7 @@ def measure(model) -> list[dict]:
     for k, size in enumerate(cfg.patch_sizes):
         state = glance_state
         for t in range(2, cfg.T + 1):
-            steps[t - 1][size], state = _count(meta, lambda s=state: _focus(meta, s, k, size))
+            steps[t - 1][size], state = _count(meta, lambda s=state, k=k, size=size: _focus(meta, s, k, size))
     return steps
 
 

@@ -5,6 +5,7 @@ Names load on first use, so `msgf --help` does not import torch.
 """
 
 from msgf._lazy import lazy_getattr
+
 _LAZY = {
     "RunOptions": "msgf.train.loop",
     "train": "msgf.train.loop",

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from msgf.data.augment import (PAN_PIXELS, brightness_contrast, pan, photo_augment, road_augment)
+from msgf.data.augment import PAN_PIXELS, brightness_contrast, pan, photo_augment, road_augment
 
 
 def _image(h=60, w=80, seed=0):

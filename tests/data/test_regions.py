@@ -5,8 +5,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from msgf.data import CorruptImageError
-from msgf.data import regions
+from msgf.data import CorruptImageError, regions
 from msgf.data.regions import open_image
 
 H, W = 700, 900

@@ -43,11 +43,14 @@ def node(path: tuple, K: int) -> int:
 def spread_thresholds(conf_levels: list[np.ndarray]) -> Thresholds:
     """A K=2 threshold set splitting each level's confidences into thirds (exit / size 1 /
     size 0), placed halfway between neighbouring values so numerical noise cannot flip them."""
+    def cut(values: np.ndarray, q: float) -> float:
+        i = int(q * (len(values) - 1))
+        return (values[i] + values[i + 1]) / 2
+
     rows = []
     for conf in conf_levels:
         values = np.unique(conf)
-        cut = lambda q: (values[int(q * (len(values) - 1))] + values[int(q * (len(values) - 1)) + 1]) / 2  # noqa: E731
-        rows.append([cut(1 / 3), cut(2 / 3)])
+        rows.append([cut(values, 1 / 3), cut(values, 2 / 3)])
     return Thresholds(rows)
 
 

@@ -20,7 +20,7 @@ def folder(tmp_path, photo_files, small_tiff):
     smaller than a patch (opens, then fails inside its batch)."""
     root = tmp_path / "images"
     (root / "sub").mkdir(parents=True)
-    for name, path in photo_files.items():
+    for path in photo_files.values():
         shutil.copy(path, root / path.name)
     shutil.copy(small_tiff[0], root / "sub" / small_tiff[0].name)
     data = (root / "astronaut.jpg").read_bytes()

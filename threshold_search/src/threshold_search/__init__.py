@@ -12,8 +12,10 @@ from threshold_search.synthetic import make_trajectories
 from threshold_search.trajectories import Trajectories
 from threshold_search.tree import fixed_size_path, node_index
 
+__version__ = "0.1.0"
+
 __all__ = [
-    "CRITERIA", "METHODS", "Evaluator", "Front", "Result", "Trajectories", "evaluate",
+    "__version__", "CRITERIA", "METHODS", "Evaluator", "Front", "Result", "Trajectories", "evaluate",
     "evaluate_many", "fixed_size_path", "format_macs", "make_trajectories", "node_index",
     "parse_budget", "plot_fronts", "search",
 ]

@@ -30,7 +30,6 @@ from threshold_search.criteria import exit_scores
 from threshold_search.trajectories import Trajectories
 from threshold_search.tree import level_offset, node_level
 
-
 _MAX_SIZES = 255  # decisions 0..K are counted in uint8
 
 
