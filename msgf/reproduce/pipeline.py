@@ -18,7 +18,8 @@ import numpy as np
 
 from msgf.reproduce import claims as claim_checks
 from msgf.reproduce import measure
-from msgf.reproduce.plan import INCREMENTS_RUN, MS_RUN, plan as make_plan
+from msgf.reproduce.plan import INCREMENTS_RUN, MS_RUN
+from msgf.reproduce.plan import plan as make_plan
 from msgf.reproduce.runs import ensure_run
 from msgf.reproduce.static import ensure_static
 
@@ -114,10 +115,9 @@ def _accuracies(rows: list[dict]) -> list[float]:
 
 
 def measure_all(plan, runs: dict, static: list[dict], splits, workdir: Path, *, progress: bool, log) -> dict:
-    from threshold_search import Trajectories
-
     from msgf.checkpoint import load_checkpoint
     from msgf.engine import Thresholds
+    from threshold_search import Trajectories
 
     method, seed = plan.search_method, plan.random_seed
     fixed_names = [name for name in runs if name.startswith("fixed-")]
