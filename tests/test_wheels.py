@@ -101,7 +101,8 @@ def test_the_installed_extension_loads_from_the_venv(user, wheels):
 def test_train_smoke_then_search_thresholds(user):
     home, env = user
     out = home / "runs" / "smoke"
-    _run(["msgf", "train", "--preset", "smoke", "--out", out, "--no-progress"], env=env, cwd=home, timeout=1200)
+    # The smoke preset takes under 3 minutes on 2 idle cores; the timeout leaves room for a busy machine.
+    _run(["msgf", "train", "--preset", "smoke", "--out", out, "--no-progress"], env=env, cwd=home, timeout=3600)
     val, test = out / "val_trajectories.npz", out / "test_trajectories.npz"
     assert (out / "model.ckpt").is_file() and val.is_file() and test.is_file()
     macs = np.load(val)["macs"]
@@ -123,6 +124,6 @@ def test_the_readme_library_example_runs(user):
     example = section.split("```python\n", 1)[1].split("```", 1)[0]
     script = home / "example.py"
     script.write_text(example)
-    printed = _run(["python", script], env=env, cwd=home, timeout=1200).stdout
+    printed = _run(["python", script], env=env, cwd=home, timeout=3600).stdout
     print(printed)
     assert len([line for line in printed.splitlines() if "exit at step" in line]) == 4  # one per image
