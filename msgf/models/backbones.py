@@ -165,7 +165,6 @@ class Backbone(nn.Module):
                 model = sources.create_timm(timm_name, pretrained=which is not None, path=weights)
             self.trunk, self.feature_dim = _Features(model, name, map_stride), model.num_features
         self.map_channels = getattr(self.trunk, "map_channels", self.feature_dim)
-        self._tapped = map_stride is not None
 
     def _torchvision(self, name, weights, which) -> tuple[nn.Module, int]:
         family = _FAMILIES[_family_of(name)]
@@ -180,7 +179,8 @@ class Backbone(nn.Module):
         return family.trunk(model), _out_features_in(getattr(model, family.head))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        last, fmap = self.trunk(x) if self._tapped else (self.trunk(x),) * 2
+        tapped = getattr(self.trunk, "map_index", None) is not None  # the trunk returns (last, map)
+        last, fmap = self.trunk(x) if tapped else (self.trunk(x),) * 2
         return fmap, torch.flatten(nn.functional.adaptive_avg_pool2d(last, 1), 1)
 
 
