@@ -165,6 +165,9 @@ class Backbone(nn.Module):
                 model = sources.create_timm(timm_name, pretrained=which is not None, path=weights)
             self.trunk, self.feature_dim = _Features(model, name, map_stride), model.num_features
         self.map_channels = getattr(self.trunk, "map_channels", self.feature_dim)
+        # an msgf.models.memo.OutputMemo while the weights stay fixed (set by training), used
+        # in eval mode only
+        self.memo = None
 
     def _torchvision(self, name, weights, which) -> tuple[nn.Module, int]:
         family = _FAMILIES[_family_of(name)]
@@ -179,6 +182,15 @@ class Backbone(nn.Module):
         return family.trunk(model), _out_features_in(getattr(model, family.head))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.memo is not None and not self.training and not x.is_meta:
+            return self.memo(x, self._encode)
+        return self._encode(x)
+
+    def __getstate__(self):
+        # copies (the MACs counter's meta copy) and pickles leave the memo behind
+        return {**super().__getstate__(), "memo": None}
+
+    def _encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         tapped = getattr(self.trunk, "map_index", None) is not None  # the trunk returns (last, map)
         last, fmap = self.trunk(x) if tapped else (self.trunk(x),) * 2
         return fmap, torch.flatten(nn.functional.adaptive_avg_pool2d(last, 1), 1)
