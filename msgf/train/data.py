@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from msgf.data.augment import flip_boxes
 from msgf.train.presets import DataConfig
 
-_PURPOSES = {"shuffle": 0, "locations": 1, "ppo": 2, "crops": 3, "data": 4, "glances": 5, "regions": 6}
+_PURPOSES = {"shuffle": 0, "locations": 1, "ppo": 2, "crops": 3, "data": 4, "glances": 5, "regions": 6, "locator": 7}
 
 
 def stream_seed(seed: int, stage: int, epoch: int, rank: int = 0, purpose: str = "locations") -> int:

