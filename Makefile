@@ -30,10 +30,10 @@ build: $(PY)
 	$(MAKE) setup
 
 # The main job on built-in data: train on the built-in speed-limit scenes (cpu-demo preset:
-# ImageNet-pretrained EfficientNet-Lite0, about 25 minutes on 2 cores), then pick exit thresholds for one compute budget on the
+# ImageNet-pretrained EfficientNet-Lite0, about 20 minutes on 2 cores), then pick exit thresholds for one compute budget on the
 # validation trajectories the run exported and report them on the test split.
 DEMO_OUT    ?= runs/demo
-DEMO_BUDGET ?= 450M  # the 192 px glance alone costs 282M, a focus step 36M (64 px) or 130M (128 px)
+DEMO_BUDGET ?= 650M  # the 256 px glance alone costs 501M, a focus step 39M (64 px) or 133M (128 px)
 demo: setup
 	$(PY) -m msgf train --preset cpu-demo --out $(DEMO_OUT)
 	$(PY) -m msgf search-thresholds --trajectories $(DEMO_OUT)/val_trajectories.npz \
