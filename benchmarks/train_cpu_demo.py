@@ -234,7 +234,10 @@ def markdown(report: dict) -> str:
     later = " | ".join(f"t={t}" for t in range(3, T + 1))
     notes = {"stage1": "pi has not met PPO yet: its locations come from the stage-0 locator (seed_policy)."
                        if cfg["stage0"].get("seed_policy") else "pi is untrained here.",
-             "stage2": "pi after PPO (contrastive reward); f_G, f_L, f_C as after stage I.",
+             "stage2": "pi after PPO (contrastive reward); f_G, f_L, f_C as after stage I."
+                       + (" With keep_incoming_weights pi stays as stage I left it unless a PPO epoch scored "
+                          "higher on validation (policy rows equal to stage I's: none did)."
+                          if cfg.get("keep_incoming_weights") else ""),
              "stage3": "f_L and f_C fine-tuned on pi's locations (f_G frozen); the final model."
                        + (" With keep_incoming_weights it is stage II's model unless a stage-III epoch scored "
                           "higher on validation." if cfg.get("keep_incoming_weights") else "")}
