@@ -336,9 +336,10 @@ class Trainer:
     def _keep_glance_outputs(self, keep: bool) -> None:
         """While f_G's weights stay fixed, its outputs for a glance it has seen come from memory
         (msgf.models.memo): the same scenes come back in every epoch and evaluation pass where
-        the data is held in memory (data.cache). Off otherwise."""
+        the data is held in memory (data.cache). Off otherwise, and on CUDA, where hashing each
+        glance on the host would cost more than the forward pass it saves."""
         encoder = self.model.global_encoder
-        if not (keep and self.cfg.data.cache):
+        if not (keep and self.cfg.data.cache) or self.cuda:
             encoder.memo = None
         elif encoder.memo is None:
             encoder.memo = OutputMemo()
