@@ -57,7 +57,7 @@ def export_trajectories(model, batches: Iterable, path: str | os.PathLike, *, en
     """Write the trajectory `.npz` of every sample in `batches` to `path` (atomically).
 
     batches yields dicts with "images" and "labels" (as `msgf.data.collate_batch` makes) or
-    (images, labels) pairs. The model must be in eval mode.
+    (images, labels) pairs, on any device (images go to the model's). The model must be in eval mode.
 
     locations="policy" crops every focus patch where pi's mean points (what inference does);
     "random" crops it at a location drawn uniformly in [0,1]^2 for each sample at each node,
@@ -77,6 +77,8 @@ def export_trajectories(model, batches: Iterable, path: str | os.PathLike, *, en
         generator = torch.Generator()
         generator.manual_seed(seed)
     num_nodes = level_offset(cfg.T + 1, cfg.num_sizes)
+    # Batches come from a loader on the host; the model may be on a GPU (training's export).
+    device = next(model.parameters()).device
     timer = _StepTimer(cfg.patch_sizes)
     count = 0
     if total is None and hasattr(batches, "__len__"):
@@ -84,7 +86,7 @@ def export_trajectories(model, batches: Iterable, path: str | os.PathLike, *, en
     with NpzStreamWriter(path) as writer, torch.inference_mode():
         for batch in tqdm(batches, total=total, desc="trajectories", unit="batch", disable=not progress):
             images, labels = _unpack(batch)
-            levels = _run_tree(model, images, timer, generator)
+            levels = _run_tree(model, images.to(device, non_blocking=True), timer, generator)
             labels_np = labels.cpu().numpy().astype(np.int64)
             logits = torch.cat([lv.permute(1, 0, 2) for lv in levels], dim=1)  # (B, M, C)
             _append_nodes(writer, logits, labels_np, entropy)

@@ -251,3 +251,14 @@ def test_a_frozen_glance_encoder_fits_the_locator_apart_and_is_asked_each_glance
     memo_weights, plain_weights = _weights(tmp_path / "memo" / "model.ckpt"), _weights(tmp_path / "plain" / "model.ckpt")
     for name, value in plain_weights.items():
         torch.testing.assert_close(memo_weights[name], value, rtol=1e-4, atol=1e-5, msg=name)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_every_stage_trains_on_the_device_and_its_checkpoint_loads_on_the_host(tmp_path):
+    proc = _train(tmp_path, "--epochs", "1,1,1,1", "--device", "cuda")
+    output, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, output
+    model = load_checkpoint(tmp_path / "model.ckpt", map_location="cpu")
+    assert all(not p.is_cuda and torch.isfinite(p).all() for p in model.parameters())
+    assert (tmp_path / "val_trajectories.npz").exists() and (tmp_path / "test_trajectories.npz").exists()
