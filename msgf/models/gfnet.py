@@ -264,6 +264,13 @@ def _map_sides(encoder: nn.Module, sizes: list[int]) -> list[int]:
 def _resize(fmap: Tensor, side: int) -> Tensor:
     if fmap.shape[-1] == side and fmap.shape[-2] == side:
         return fmap
+    if fmap.is_cuda:
+        # PyTorch's NCHW bilinear kernel on CUDA runs one thread per output pixel, each looping
+        # over N * C: a 4x4 map of 128 x 512 channels took 10.9 ms on an H200, 82% of predict's
+        # GPU time. The channels-last kernel spreads the work over every output value.
+        fmap = fmap.contiguous(memory_format=torch.channels_last)
+        out = nn.functional.interpolate(fmap, size=(side, side), mode="bilinear", align_corners=False)
+        return out.contiguous()
     return nn.functional.interpolate(fmap, size=(side, side), mode="bilinear", align_corners=False)
 
 

@@ -169,3 +169,15 @@ def test_forward_runs_the_episode_of_the_step_api(resnet_model, images):
         resnet_model(images, [32, 48, 48])
     with pytest.raises(ValueError, match="locs"):
         resnet_model(images, 32, torch.rand(5, 2))
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_feature_map_resize_on_the_device_matches_the_host():
+    from msgf.models.gfnet import _resize
+
+    fmap = torch.randn(64, 512, 3, 3)
+    want = torch.nn.functional.interpolate(fmap, size=(4, 4), mode="bilinear", align_corners=False)
+    got = _resize(fmap.cuda(), 4)
+    assert got.is_contiguous()
+    torch.testing.assert_close(got.cpu(), want, rtol=1e-6, atol=1e-6)
