@@ -97,3 +97,21 @@ def test_bad_arguments(model, images):
             predict(model, images, Thresholds([[0.5, 0.5], [0.5, 0.5]]))
     finally:
         model.eval()
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_the_device_takes_the_same_routes_as_the_host(model, images, thresholds, monkeypatch):
+    import copy
+
+    # TF32 convolutions round to 10 mantissa bits, enough to move a confidence across a
+    # threshold; the comparison is of the engine, not of TF32.
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    host = predict(model, images, thresholds)
+    device = predict(copy.deepcopy(model).cuda(), images.cuda(), thresholds)
+    assert device.pred.is_cuda
+    for name in ("pred", "exit_step", "sizes", "macs", "step_pred"):
+        assert torch.equal(getattr(device, name).cpu(), getattr(host, name)), name
+    for name in ("conf", "step_conf", "locs", "logits"):
+        torch.testing.assert_close(getattr(device, name).cpu(), getattr(host, name), rtol=1e-4, atol=1e-5,
+                                   equal_nan=True)

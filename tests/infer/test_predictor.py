@@ -130,3 +130,16 @@ def test_bad_arguments_name_themselves(model, thresholds, ckpt, photos):
         predictor.predict_regions([])
     with pytest.raises(ValueError, match="smaller than the model's largest patch"):
         predictor.predict_regions([ArrayImage(photos["cat"][:40])])
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_predictor_on_the_device_reads_regions_as_the_host_does(ckpt, photo_files, monkeypatch):
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)  # see tests/engine: TF32 moves confidences
+    host, device = msgf.Predictor(ckpt), msgf.Predictor(ckpt, device="cuda")
+    assert next(device.model.parameters()).is_cuda
+    readers = [open_image(path) for path in photo_files.values()]
+    for want, got in zip(host.predict_regions(readers), device.predict_regions(readers)):
+        assert (got.pred, got.exit_step, got.macs) == (want.pred, want.exit_step, want.macs)
+        assert [p.box for p in got.patches] == [p.box for p in want.patches]
+        assert got.confidence == pytest.approx(want.confidence, rel=1e-4, abs=1e-5)

@@ -77,6 +77,7 @@ def test_direct_op_calls_are_validated_too():
         torch.ops.msgf.crop_resize(IMAGES, BOX, [0], [8], [0.0], [1.0], False, torch.float32)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_mixed_devices():
     with pytest.raises(ValueError, match="one device"):

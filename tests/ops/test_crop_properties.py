@@ -2,6 +2,7 @@
 and sizes, against the float64 pure-PyTorch reference. Also checks the per-pixel formulas
 that the CUDA kernel runs (the CPU kernel's `direct` mode) against the same reference, so
 the device arithmetic is tested on machines without a GPU."""
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -77,3 +78,26 @@ def test_cuda_per_pixel_formulas_match_reference_and_cpu_kernel(problem):
             assert (a - b).abs().max() <= 1e-5 * 4 / min(std)
         else:          # bilinear: the same formulas on both, bit for bit
             assert torch.equal(a, b)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@settings(max_examples=300, deadline=None)
+@given(crop_problems(), st.sampled_from([torch.float32, torch.float16, torch.bfloat16]))
+def test_cuda_kernel_matches_reference(problem, out_dtype):
+    images, boxes, sizes, mean, std, antialias = problem
+    result = crop_resize(images.cuda(), boxes.cuda(), sizes, mean=mean, std=std, antialias=antialias,
+                         out_dtype=out_dtype)
+    patches = [p.cpu() for p in result.patches]
+    assert all(p.dtype == out_dtype for p in patches)
+    if out_dtype == torch.float32:
+        assert_matches_reference(images, boxes, sizes, patches, result.index, mean, std, antialias)
+        return
+    # half precision: the float64 reference rounded once to out_dtype, give or take one unit
+    # in the last place of the output (8 bits of mantissa for bfloat16, 11 for float16)
+    expected = crop_resize_reference(images, boxes, sizes, mean, std, antialias, torch.float64)
+    ulp = 2.0 ** -7 if out_dtype == torch.bfloat16 else 2.0 ** -10
+    for group, rows in zip(patches, result.index):
+        for patch, row in zip(group, rows.tolist()):
+            want = expected[row]
+            assert (patch.double() - want).abs().max() <= ulp * want.abs().max() + 1e-4 * 4 / min(std), row
