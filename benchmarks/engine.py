@@ -16,8 +16,11 @@ repeats (the machine is shared):
 
     python benchmarks/engine.py            # CPU, a few minutes on 2 cores
     python benchmarks/engine.py --quick    # smaller, for a smoke check
+    python benchmarks/engine.py --device cuda --num-images 2048 --batch-size 256 --image-size 960
 
-Writes benchmarks/results/engine.json and engine.md.
+Writes benchmarks/results/engine.json and engine.md (engine-cuda.* with --device cuda). On a GPU
+every timed region ends with a device synchronisation, and the overhead split synchronises in
+its module hooks, so each part is charged the kernels it launched.
 """
 from __future__ import annotations
 
@@ -42,6 +45,11 @@ from threshold_search import Trajectories, evaluate, format_macs
 RESULTS = Path(__file__).parent / "results"
 
 
+def synchronize() -> None:
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
 def best_seconds(runs: dict, repeats: int) -> dict:
     """Fastest of `repeats` timed runs of each callable, after one warm-up each (allocator,
     oneDNN primitives per batch shape). Rounds interleave the callables so that load from other
@@ -51,8 +59,10 @@ def best_seconds(runs: dict, repeats: int) -> dict:
     times = {name: [] for name in runs}
     for _ in range(repeats):
         for name, fn in runs.items():
+            synchronize()
             start = time.perf_counter()
             fn()
+            synchronize()
             times[name].append(time.perf_counter() - start)
     return {name: min(t) for name, t in times.items()}
 
@@ -73,9 +83,11 @@ class ModuleTimer:
             self._handles.append(module.register_forward_hook(lambda m, a, o, n=name: self._end(n)))
 
     def _begin(self, name):
+        synchronize()
         self._start[name] = time.perf_counter()
 
     def _end(self, name):
+        synchronize()
         self.seconds[name] += time.perf_counter() - self._start.pop(name)
 
     def remove(self):
@@ -97,6 +109,8 @@ def main() -> None:
                         help="budgets between the glance cost (0) and the dearest path (1)")
     parser.add_argument("--quick", action="store_true", help="64 images, 1 repeat")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=RESULTS, help="folder of the result files")
+    parser.add_argument("--device", default="cpu", help="torch device (cpu or cuda)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     args = parser.parse_args()
     if args.threads is not None:
@@ -104,21 +118,25 @@ def main() -> None:
     if args.quick:
         args.num_images, args.repeats = 64, 1
     load_before = os.getloadavg()[0]
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        # what users get by default on Ampere and later: TF32 convolutions
+        torch.backends.cudnn.benchmark = True
 
     torch.manual_seed(args.seed)
     sizes = [int(s) for s in args.sizes.split(",")]
     model = msgf.build_model(args.backbone, num_classes=10, glance_size=args.glance, patch_sizes=sizes,
-                             T=args.T).eval()
+                             T=args.T).eval().to(device)
     gen = torch.Generator().manual_seed(args.seed)
     images = torch.randint(0, 256, (args.num_images, args.image_size, args.image_size, 3), dtype=torch.uint8,
-                           generator=gen)
-    labels = torch.randint(0, 10, (args.num_images,), generator=gen)
+                           generator=gen).to(device)
+    labels = torch.randint(0, 10, (args.num_images,), generator=gen).to(device)
     cfg = model.config
 
     # Static baseline: the torchvision model at full resolution, same input path.
-    static = torchvision.models.get_model(args.backbone, weights=None, num_classes=10).eval()
+    static = torchvision.models.get_model(args.backbone, weights=None, num_classes=10).eval().to(device)
     with FlopCounter() as counter:
-        static(torch.zeros(1, 3, args.image_size, args.image_size))
+        static(torch.zeros(1, 3, args.image_size, args.image_size, device=device))
     static_macs = counter.macs
 
     def run_static():
@@ -157,9 +175,10 @@ def main() -> None:
 
     overhead = measure_overhead(model, images[:args.batch_size], schedules[len(schedules) // 2], args.repeats)
     report = {
-        "device": "cpu", "threads": torch.get_num_threads(),
+        "device": args.device, "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+        "threads": torch.get_num_threads(),
         "load_average_1min": {"before": load_before, "after": os.getloadavg()[0]}, "machine": platform.processor() or platform.machine(),
-        "torch": torch.__version__, "crop_backend": ops.backends()["cpu"],
+        "torch": torch.__version__, "crop_backend": ops.backends()[device.type],
         "workload": {"backbone": args.backbone, "num_images": args.num_images, "image_size": args.image_size,
                      "glance": args.glance, "sizes": sizes, "T": args.T, "batch_size": args.batch_size,
                      "repeats": args.repeats},
@@ -169,9 +188,10 @@ def main() -> None:
         "budgets": rows,
         "overhead_batch64": overhead,
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "engine.json").write_text(json.dumps(report, indent=2) + "\n")
-    (RESULTS / "engine.md").write_text(markdown(report))
+    stem = "engine" if device.type == "cpu" else f"engine-{device.type}"
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
+    (args.out / f"{stem}.md").write_text(markdown(report))
     print(markdown(report))
 
 
@@ -245,7 +265,8 @@ def markdown(r: dict) -> str:
     lines = [
         "# Engine benchmark: budgeted inference vs static backbone",
         "",
-        f"CPU, {r['threads']} thread{'s' if r['threads'] > 1 else ''} (1-min load average {r['load_average_1min']['before']:.1f} before, "
+        (f"GPU {r['gpu']}, " if r.get("gpu") else "CPU, ") +
+        f"{r['threads']} CPU thread{'s' if r['threads'] > 1 else ''} (1-min load average {r['load_average_1min']['before']:.1f} before, "
         f"{r['load_average_1min']['after']:.1f} after: the machine is shared), torch {r['torch']}, "
         f"crop op {r['crop_backend']}. "
         f"{w['num_images']} uint8 images {w['image_size']}x{w['image_size']}, {w['backbone']} MS-GFNet "
