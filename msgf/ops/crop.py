@@ -23,6 +23,9 @@ from msgf.ops.reference import crop_resize_reference
 MAX_OUT_SIDE = 16384
 # Box coordinates beyond this are not representable exactly in float32 pixels.
 MAX_COORD = float(2**24)
+# Output of one call, all patches together: a request beyond this is a mistake (thousands of
+# boxes at a huge side), refused before anything is allocated. Split larger work into calls.
+MAX_OUT_BYTES = 2**34
 
 _SRC_TYPES = {torch.uint8: 0, torch.float32: 1}
 _OUT_TYPES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
@@ -108,13 +111,25 @@ def _normalise_sizes(out_sizes, num_boxes: int) -> tuple[list[int], list[int]]:
     return heights, widths
 
 
+def _check_output_bytes(heights: list[int], widths: list[int], channels: int, out_dtype: torch.dtype) -> None:
+    element = torch.finfo(out_dtype).bits // 8
+    total = sum(h * w for h, w in zip(heights, widths)) * channels * element
+    if total > MAX_OUT_BYTES:
+        raise ValueError(f"out_sizes ask for {total / 2**30:.1f} GiB of patches ({len(heights)} boxes); one call "
+                         f"returns at most {MAX_OUT_BYTES / 2**30:.0f} GiB: split the boxes over several calls")
+
+
 def _normalise_stats(values, channels: int, name: str, default: float) -> list[float]:
     if values is None:
         return [default] * channels
     if isinstance(values, Tensor):
         values = values.flatten().tolist()
-    elif isinstance(values, (int, float)):
+    elif isinstance(values, (int, float)) and not isinstance(values, bool):
         values = [values]
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or \
+            not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        raise TypeError(f"{name} must be a number, a sequence of numbers (one per channel) or a tensor, "
+                        f"got {values!r}")
     values = [float(v) for v in values]
     if len(values) == 1:
         values = values * channels
@@ -204,6 +219,9 @@ def _crop_resize_op(images: Tensor, boxes: Tensor, out_heights: list[int], out_w
     std = _normalise_stats(std, channels, "std", 1.0)
     if out_dtype not in _OUT_TYPES:
         raise TypeError(f"out_dtype must be float32, float16 or bfloat16, got {out_dtype}")
+    if not isinstance(antialias, bool):
+        raise TypeError(f"antialias must be a bool, got {type(antialias).__name__}")
+    _check_output_bytes(heights, widths, channels, out_dtype)
     if images.is_cuda and not _C.has_cuda:
         return _reference_grouped(images, boxes, heights, widths, mean, std, antialias, out_dtype)
     return _launch_kernel(images, boxes, heights, widths, mean, std, antialias, out_dtype)
