@@ -9,7 +9,7 @@ STAMP   := .venv/.msgf-installed
 SOURCES := $(wildcard csrc/*) CMakeLists.txt pyproject.toml threshold_search/pyproject.toml $(PINS)
 BUILD_TOOLS := "scikit-build-core>=0.11" "pybind11>=2.12" "setuptools>=77" ninja wheel
 
-.PHONY: setup build demo test test-all test-minimum lint wheel wheel-check bench clean
+.PHONY: setup build demo test test-all test-minimum sanitize sanitize-quick lint wheel wheel-check bench clean
 
 setup: $(STAMP)
 
@@ -62,6 +62,33 @@ test-minimum:
 		--no-build-isolation -C build-dir=build/minimum -e ".[dev]"
 	$(MIN_VENV)/bin/python -m pip freeze | grep -iE "^(torch|torchvision|numpy|timm|zarr|tifffile)=="
 	MSGF_CUDA=OFF $(MIN_VENV)/bin/python -m pytest -q -p no:cacheprovider
+
+# The CPU kernels built with AddressSanitizer and UndefinedBehaviorSanitizer (MSGF_SANITIZE),
+# swapped in for msgf._C (tests/run_sanitized.py), under the crop-operator tests and the fuzz
+# suite, once per ISA build the CPU has (generic, AVX2, AVX-512). Any finding aborts the run.
+# `sanitize`: 20,000 fuzz cases per ISA (several minutes); `sanitize-quick` (CI): 300.
+SAN_BUILD   := build/sanitize
+# libstdc++ is preloaded with ASan: Python does not link it, and ASan's __cxa_throw
+# interceptor must find it at start-up (else the first C++ exception, in triton's import, aborts).
+SAN_ENV     := LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libstdc++.so)" \
+               ASAN_OPTIONS=halt_on_error=1:abort_on_error=1:detect_leaks=0 \
+               UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 MSGF_CUDA=OFF
+SAN_ISAS    := generic $(shell grep -q avx2 /proc/cpuinfo && echo avx2) \
+               $(shell grep -q avx512bw /proc/cpuinfo && echo avx512)
+FUZZ        ?= sanitize
+sanitize: setup
+	cmake -S . -B $(SAN_BUILD) -DMSGF_CUDA=OFF -DMSGF_SANITIZE=address,undefined \
+		-DPython_EXECUTABLE=$(abspath $(PY)) -Dpybind11_DIR=$$($(PY) -m pybind11 --cmakedir) >/dev/null
+	cmake --build $(SAN_BUILD) -j 2
+	$(SAN_ENV) $(PY) tests/run_sanitized.py $(SAN_BUILD)/_C.*.so -q -p no:cacheprovider --capture=sys tests/ops
+	for isa in $(SAN_ISAS); do \
+		echo "fuzz suite, $$isa kernels, profile $(FUZZ)"; \
+		MSGF_CPU_ISA=$$isa MSGF_FUZZ_PROFILE=$(FUZZ) $(SAN_ENV) $(PY) tests/run_sanitized.py \
+			$(SAN_BUILD)/_C.*.so -q -p no:cacheprovider --capture=sys tests/ops/test_crop_fuzz.py || exit 1; \
+	done
+
+sanitize-quick:
+	$(MAKE) sanitize FUZZ=quick
 
 lint: .venv/bin/ruff
 	.venv/bin/ruff check .
