@@ -88,6 +88,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
             raise ValueError(f"no saved values for {missing[:3]}")
         model.set_macs_cache(payload["macs_per_step"])
         model.exit_thresholds = [Thresholds.from_dict(t) for t in payload["thresholds"]]
+        for thresholds in model.exit_thresholds:
+            thresholds.check_fits(model.config.T, model.config.patch_sizes)
     except (KeyError, TypeError, ValueError, RuntimeError) as err:
         raise CheckpointError(f"{os.fspath(path)}: cannot rebuild the model ({err})") from None
     return model.to(map_location).eval()

@@ -44,6 +44,9 @@ class Thresholds:
             if value is not None:
                 if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                     raise ValueError(f"{name} must be a finite number or None, got {value!r}")
+                if value < 0 or (name == "budget" and value == 0) or (name == "accuracy" and value > 1):
+                    allowed = {"budget": "> 0 MACs", "accuracy": "in [0, 1]", "macs": ">= 0"}[name]
+                    raise ValueError(f"{name} must be {allowed}, got {value!r}")
                 object.__setattr__(self, name, float(value))
         if self.sizes is not None:
             sizes = tuple(int(s) for s in self.sizes)
