@@ -20,14 +20,27 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
         raise ValueError(f"mode must be 'wb' or 'w', got {mode!r}")
     path = os.fspath(path)
     temporary = f"{path}.{uuid.uuid4().hex[:12]}.tmp"
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except OSError as err:
+        raise _naming(err, path) from err
     try:
         with os.fdopen(descriptor, mode) as file:
             yield file
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
+        if isinstance(err, OSError) and err.errno is not None:
+            raise _naming(err, path) from err
         raise
+
+
+def _naming(err: OSError, path: str) -> OSError:
+    """The same error (errno, and so the same OSError subclass) with the target in its text:
+    an ENOSPC raised inside torch.save names no file."""
+    reason = err.strerror or str(err)
+    kept = "the previous file is unchanged" if os.path.exists(path) else "nothing was written"
+    return OSError(err.errno, f"{reason}: could not write {path} ({kept})", path)

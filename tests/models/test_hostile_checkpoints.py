@@ -4,6 +4,7 @@ The digest catches accidental damage; these files are crafted with a valid diges
 attacker, or an older or newer msgf, would write them), so the loader's own checks are what
 is tested. A pickle payload must run nothing: the proof is a file its __reduce__ would
 have created."""
+import errno
 import json
 import math
 import os
@@ -138,3 +139,26 @@ def test_thresholds_for_another_model_are_refused(saved):
     with pytest.raises(ValueError):
         update_thresholds(saved, Thresholds(np.full((1, 2), 0.5), budget=1e6))
     assert saved.read_bytes() == before  # a refused update leaves the file as it was
+
+
+# ---------------------------------------------------------------- failing writes
+
+def _disk_full_midway(obj, file, *args, **kwargs):
+    file.write(b"the first bytes of a checkpoint")
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def test_a_full_disk_keeps_the_previous_checkpoint_and_its_thresholds(model, saved, monkeypatch):
+    old = Thresholds(np.full((2, 2), 0.5), budget=1e6, sizes=(32, 48))
+    update_thresholds(saved, old)
+    before = saved.read_bytes()
+    monkeypatch.setattr(torch, "save", _disk_full_midway)
+    with pytest.raises(OSError, match=f"could not write {saved}.*previous file is unchanged") as caught:
+        update_thresholds(saved, Thresholds(np.full((2, 2), 0.9), budget=2e6, sizes=(32, 48)))
+    assert caught.value.errno == errno.ENOSPC
+    with pytest.raises(OSError, match=str(saved)):
+        msgf.save_checkpoint(model, saved)
+    monkeypatch.undo()
+    assert saved.read_bytes() == before
+    assert [t.to_dict() for t in msgf.load_checkpoint(saved).exit_thresholds] == [old.to_dict()]
+    assert sorted(p.name for p in saved.parent.iterdir()) == [saved.name]
