@@ -22,7 +22,11 @@ def register(subparsers) -> None:
         "infer", help="predict classes of image files with early exits (JSONL, optional figures)",
         description="Classify image files, directories or manifests with a checkpoint at a budget. "
                     "Writes one JSON line per image (file, class, confidence, exit step, patch boxes in "
-                    "image pixels, MACs) and a summary line.")
+                    "image pixels, MACs) and a summary line. A file that cannot be read (corrupt, truncated, "
+                    "claiming more pixels than msgf's limits, a symlink loop, not a regular file) is "
+                    "skipped and named on stderr and in the summary's failed_files. Exit status: 0 if every "
+                    "input was read, 1 if any was skipped, 2 for a usage error (checkpoint, thresholds, a "
+                    "malformed manifest).")
     parser.add_argument("checkpoint", metavar="CKPT", type=Path, help="checkpoint written by msgf train")
     parser.add_argument("paths", metavar="PATH", nargs="+",
                         help="image files (JPEG, PNG, TIFF incl. tiled/pyramidal), directories, or manifests "

@@ -10,13 +10,13 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from msgf.data.decode import CorruptImageError, decode_image
+from msgf.data.decode import CorruptImageError, ImageTooLargeError, decode_image
 from msgf.data.manifest import MANIFEST_SUFFIXES, Record, read_manifest, write_manifest
 
 if TYPE_CHECKING:
     import torch.utils.data
 
-__all__ = ["open_dataset", "collate_batch", "CorruptImageError", "decode_image", "Record",
+__all__ = ["open_dataset", "collate_batch", "CorruptImageError", "ImageTooLargeError", "decode_image", "Record",
            "read_manifest", "write_manifest"]
 
 
@@ -52,6 +52,8 @@ def open_dataset(source: str, split: str = "train", *, seed: int = 0, augment: b
     if path.suffix.lower() in MANIFEST_SUFFIXES:
         records, classes = read_manifest(path)
         root = path.parent
+        if not records:
+            raise ValueError(f"source: manifest {str(path)!r} lists no images")
     elif path.is_dir():
         records, classes = image_folder_records(path)
         root = path

@@ -7,10 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from msgf.data import augment as aug
-from msgf.data.decode import IMAGE_SUFFIXES, CorruptImageError, decode_image
+from msgf.data.decode import IMAGE_SUFFIXES, CorruptImageError, check_image_file, decode_image
 from msgf.data.manifest import Record
 
 
@@ -20,9 +19,10 @@ def image_folder_records(root: str | os.PathLike) -> tuple[list[Record], list[st
     classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
         raise ValueError(f"source: {str(root)!r} has no class folders (expected root/<class>/<image>)")
+    # not only regular files: a symlink loop or a FIFO named like an image fails by name when read
     records = [Record(str(f.relative_to(root)), name, np.zeros((0, 4), np.float32))
                for name in classes for f in sorted((root / name).rglob("*"))
-               if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file()]
+               if f.suffix.lower() in IMAGE_SUFFIXES and not f.is_dir()]
     if not records:
         raise ValueError(f"source: {str(root)!r} holds no images with suffixes {IMAGE_SUFFIXES}")
     return records, classes
@@ -30,10 +30,14 @@ def image_folder_records(root: str | os.PathLike) -> tuple[list[Record], list[st
 
 def _opens(path: Path) -> bool:
     try:
-        with Image.open(path):
-            return True
-    except (OSError, ValueError, SyntaxError):
+        check_image_file(path)
+        return True
+    except CorruptImageError:
         return False
+
+
+def _some(paths: list[str], most: int = 5) -> str:
+    return ", ".join(paths[:most]) + (f" and {len(paths) - most} more" if len(paths) > most else "")
 
 
 class ImageFileDataset(torch.utils.data.Dataset):
@@ -43,9 +47,11 @@ class ImageFileDataset(torch.utils.data.Dataset):
     applies when `augment` is true. With `image_size`, images are resized to it (boxes too),
     or, for "photo" augmentation, random-resized-cropped to it.
 
-    skip_corrupt: files that cannot even be opened are dropped when the dataset is built;
-    files that fail to decode later are replaced by the next readable sample. Both are
-    counted in a warning. Without it, the first bad file raises CorruptImageError naming it.
+    skip_corrupt: files that cannot even be opened (missing, a directory, a symlink loop, an
+    unreadable header, more pixels than msgf.data.decode.MAX_IMAGE_PIXELS) are dropped when the
+    dataset is built, named in a warning; files that fail to decode later are replaced by the
+    next readable sample, each named in a warning. Without it, the first bad file raises
+    CorruptImageError naming it.
     """
 
     def __init__(self, records: list[Record], classes: list[str], root: str | os.PathLike, *,
@@ -60,10 +66,12 @@ class ImageFileDataset(torch.utils.data.Dataset):
         self.records = records
         self._skipped: set[str] = set()
         if skip_corrupt:
-            good = [r for r in records if _opens(self._path(r))]
+            opens = [_opens(self._path(r)) for r in records]
+            good = [r for r, ok in zip(records, opens) if ok]
             if len(good) < len(records):
-                warnings.warn(f"skip_corrupt: skipped {len(records) - len(good)} of {len(records)} files "
-                              f"that cannot be opened (under {self.root})", stacklevel=3)
+                bad = [r.path for r, ok in zip(records, opens) if not ok]
+                warnings.warn(f"skip_corrupt: skipped {len(bad)} of {len(records)} files that cannot be opened "
+                              f"(under {self.root}): {_some(bad)}", stacklevel=3)
             if not good:
                 raise CorruptImageError(f"source: none of the {len(records)} files under {self.root} can be opened")
             self.records = good

@@ -21,7 +21,9 @@ class InputImage:
 def collect_inputs(paths) -> list[InputImage]:
     """Files as given (a missing or unreadable one fails later, by name, without stopping the
     run), directories searched recursively for image suffixes in sorted order, manifests row by
-    row with their labels (paths relative to the manifest's folder)."""
+    row with their labels (paths relative to the manifest's folder). In a directory, anything
+    named like an image but a directory is taken (a symlink loop, a dangling link, a FIFO), so
+    that it is reported by name rather than passed over; symlinked directories are not followed."""
     if isinstance(paths, (str, os.PathLike)) or not hasattr(paths, "__iter__"):
         raise TypeError(f"paths: expected a list of paths, got {type(paths).__name__}")
     found = []
@@ -32,7 +34,7 @@ def collect_inputs(paths) -> list[InputImage]:
             found += [InputImage(str(path.parent / r.path), r.label) for r in records]
         elif path.is_dir():
             found += [InputImage(str(f)) for f in sorted(path.rglob("*"))
-                      if f.is_file() and f.name.lower().endswith(SUFFIXES)]
+                      if f.name.lower().endswith(SUFFIXES) and not f.is_dir()]
         else:
             found.append(InputImage(str(path)))
     return found

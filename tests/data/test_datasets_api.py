@@ -48,7 +48,8 @@ def test_csv_and_jsonl_manifests_agree_and_keep_boxes(tmp_path, write_image):
 
 def test_without_classes_file_classes_are_sorted_labels(tmp_path, write_image):
     write_image(tmp_path / "a.png", _pixels(1, 8, 8))
-    (tmp_path / "m.csv").write_text("path,label\na.png,zebra\na.png,ant\n")
+    write_image(tmp_path / "b.png", _pixels(2, 8, 8))  # one file per row: a path listed twice is an error
+    (tmp_path / "m.csv").write_text("path,label\na.png,zebra\nb.png,ant\n")
     ds = open_dataset(str(tmp_path / "m.csv"))
     assert ds.classes == ["ant", "zebra"] and ds[0]["label"] == 1
 
