@@ -406,3 +406,36 @@ def test_integer_labels_in_jsonl_are_class_names(tmp_path):
     manifest.write_text('{"path": "a.png", "label": 3}\n{"path": "b.png", "label": "3"}\n')
     records, classes = read_manifest(manifest)
     assert [r.label for r in records] == ["3", "3"] and classes == ["3"]
+
+
+def test_mutated_tiff_headers_give_named_errors_in_bounded_memory(tmp_path):
+    """300 copies of a small tiled TIFF with 1-4 bytes changed, mostly in its header and first
+    IFD (sizes, tile shapes, offsets, counts, types): each reads, or fails with the reader's
+    named error, in the capped child; none may raise anything else or grow by a header's claim."""
+    import io
+    import struct
+
+    rng = np.random.default_rng(16)
+    buffer = io.BytesIO()
+    tifffile.imwrite(buffer, rng.integers(0, 256, (96, 128, 3), dtype=np.uint8), tile=(16, 16), photometric="rgb",
+                     compression="zlib")
+    valid = buffer.getvalue()
+    ifd = struct.unpack_from("<I", valid, 4)[0]
+    header_end = ifd + 2 + 12 * struct.unpack_from("<H", valid, ifd)[0] + 4
+    jobs = []
+    for k in range(300):
+        data = bytearray(valid)
+        for _ in range(rng.integers(1, 5)):
+            at = int(rng.integers(ifd, header_end)) if rng.random() < 0.7 else int(rng.integers(0, len(data)))
+            data[at] = int(rng.integers(0, 256))
+        path = tmp_path / f"mutant{k:03d}.tif"
+        path.write_bytes(bytes(data))
+        jobs.append(["open", str(path)])
+    report = _run_child(jobs, tmp_path)
+    outcomes = {}
+    for _, path, outcome, message, peak in report:
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        assert outcome in ("ok", "CorruptImageError", "ImageTooLargeError"), (path, outcome, message)
+        assert outcome == "ok" or path in message, (path, message)
+        assert peak < 48 * 2**20, (path, peak)
+    assert outcomes.get("CorruptImageError", 0) > 50, outcomes  # the mutations did break most files
