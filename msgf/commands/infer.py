@@ -5,6 +5,11 @@ once, TIFF (tiled, pyramidal, megapixel) is read lazily, the glance from its pyr
 focus patch as a region. One JSON line per image, then one summary line. A file that cannot be
 read is reported by name and skipped; the exit status is 1 if any was. A batch holds its
 decoded JPEG/PNG files at once (TIFFs are never decoded whole): lower --batch for huge JPEGs.
+
+With --out, each batch's lines are written and flushed together, so a killed run leaves whole
+batches (and at most one torn line, which --resume drops). --resume keeps the lines already in
+--out and computes only the inputs without one, over the same batches as a fresh run: a batch
+is always computed whole, so every line is exactly what an uninterrupted run writes.
 """
 from __future__ import annotations
 
@@ -39,6 +44,8 @@ def register(subparsers) -> None:
                       help="thresholds JSON: msgf.engine.Thresholds.to_json() or one threshold_search Result")
     parser.add_argument("--batch", type=_positive, default=32, help="images per batch (default: 32)")
     parser.add_argument("--out", type=Path, metavar="JSONL", help="write the lines here (default: stdout)")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the lines already in --out and add those of the inputs it lacks")
     parser.add_argument("--visualize", type=Path, metavar="DIR",
                         help="write one PNG of the glance and patches per image")
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
@@ -60,27 +67,60 @@ def run(args) -> int:
     if not inputs:
         print(f"msgf infer: error: no images found in {args.paths}", file=sys.stderr)
         return 2
+    if args.resume and args.out is None:
+        print("msgf infer: error: --resume needs --out (the lines to resume)", file=sys.stderr)
+        return 2
     if args.visualize is not None:
         args.visualize.mkdir(parents=True, exist_ok=True)
     try:
-        out = open(args.out, "w") if args.out is not None else sys.stdout
-    except OSError as error:
+        done = _kept_lines(args.out) if args.resume and args.out.exists() else {}
+        out = open(args.out, "a" if done else "w") if args.out is not None else sys.stdout
+    except (OSError, ValueError) as error:
         print(f"msgf infer: error: --out: {error}", file=sys.stderr)
         return 2
+    if done:
+        print(f"msgf infer: resuming: {len(done)} of {len(inputs)} inputs already in {args.out}", file=sys.stderr)
     try:
-        failed = _infer(args, predictor, inputs, out)
+        failed = _infer(args, predictor, inputs, out, done)
     finally:
         if out is not sys.stdout:
             out.close()
     return 1 if failed else 0
 
 
-def _infer(args, predictor, inputs, out) -> list[str]:
+def _kept_lines(path: Path) -> dict[str, dict]:
+    """{input path: its line} of a previous run's output, rewritten in place (atomically) without
+    its summary and without a torn last line, so that new lines can be appended."""
+    from msgf.atomic import atomic_write
+
+    data = path.read_bytes()
+    whole = data[:data.rfind(b"\n") + 1]  # a line is whole once its newline is written
+    kept, lines = {}, []
+    for number, raw in enumerate(whole.splitlines(), start=1):
+        try:
+            line = json.loads(raw)
+        except json.JSONDecodeError:
+            raise ValueError(f"{path}:{number} is not a JSON line; is this msgf infer's output?") from None
+        if "summary" in line:
+            continue
+        if not isinstance(line, dict) or "file" not in line:
+            raise ValueError(f"{path}:{number} is not a line of msgf infer's output")
+        kept[line["file"]] = line
+        lines.append(raw + b"\n")
+    if len(whole) != len(data) or len(lines) != whole.count(b"\n"):
+        with atomic_write(path) as file:
+            file.write(b"".join(lines))
+    return kept
+
+
+def _infer(args, predictor, inputs, out, done: dict[str, dict]) -> list[str]:
     from tqdm.auto import tqdm
 
     from msgf.data.regions import open_image
 
     tally = _Tally()
+    for line in done.values():
+        tally.add_line(line)
     figures = _FigureNames(args.visualize)
     start = time.perf_counter()
     with tqdm(total=len(inputs), desc="infer", unit="img", disable=args.no_progress, file=sys.stderr) as bar:
@@ -89,8 +129,12 @@ def _infer(args, predictor, inputs, out) -> list[str]:
             bar.write(f"msgf infer: skipped {item.path}: {error}", file=sys.stderr)
 
         for first in range(0, len(inputs), args.batch):
-            opened = []
-            for item in inputs[first:first + args.batch]:
+            batch = inputs[first:first + args.batch]
+            if all(item.path in done for item in batch):  # resumed: this batch's lines are kept
+                bar.update(len(batch))
+                continue
+            opened, lines = [], []
+            for item in batch:
                 try:
                     opened.append((item, open_image(item.path)))
                 except (ValueError, OSError) as error:  # CorruptImageError is a ValueError
@@ -98,20 +142,22 @@ def _infer(args, predictor, inputs, out) -> list[str]:
             for (item, reader), result in zip(opened, _predict(predictor, [r for _, r in opened])):
                 if isinstance(result, Exception):
                     fail(item, result)
-                else:
+                elif item.path not in done:
                     label = _label_index(item.label, predictor.class_names)
                     tally.add(result, label)
                     line = {"file": item.path, **result.to_dict()}
                     if item.label is not None:
                         line.update(label=item.label, correct=None if label is None else result.pred == label)
-                    out.write(json.dumps(line) + "\n")
+                    lines.append(json.dumps(line) + "\n")
                     if args.visualize is not None:
                         from msgf.infer.visualize import save_figure
 
                         save_figure(figures.next(item.path), reader, result, predictor.class_names, label,
                                     title=Path(item.path).name)
                 reader.close()
-            bar.update(min(args.batch, len(inputs) - first))
+            out.write("".join(lines))
+            out.flush()
+            bar.update(len(batch))
     out.write(json.dumps({"summary": tally.summary(time.perf_counter() - start, len(inputs))}) + "\n")
     out.flush()
     return tally.failed
@@ -145,6 +191,14 @@ class _Tally:
         if label is not None:
             self.labelled += 1
             self.correct += int(result.pred == label)
+
+    def add_line(self, line: dict) -> None:
+        """A line kept from a resumed run's output."""
+        self.count += 1
+        self.macs += line["macs"]
+        if line.get("correct") is not None:
+            self.labelled += 1
+            self.correct += int(line["correct"])
 
     def summary(self, seconds: float, total: int) -> dict:
         return {"images": self.count, "failed": len(self.failed), "failed_files": self.failed, "inputs": total,
