@@ -24,6 +24,16 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    return value
+
+
 def image_size(text: str) -> tuple[int, int]:
     """'480x640' -> (480, 640); '512' -> (512, 512)."""
     height, _, width = text.lower().partition("x")

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from msgf.commands._args import budget as _budget
+from msgf.commands._args import non_negative_int as _non_negative
 from msgf.commands._args import positive_int as _positive
 
 
@@ -49,6 +50,9 @@ def register(subparsers) -> None:
     parser.add_argument("--visualize", type=Path, metavar="DIR",
                         help="write one PNG of the glance and patches per image")
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    parser.add_argument("--workers", type=_non_negative, default=2,
+                        help="threads that decode images and read glances ahead of the model; 0 reads in the "
+                             "main thread (default: 2)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.set_defaults(func=run)
 
@@ -116,8 +120,6 @@ def _kept_lines(path: Path) -> dict[str, dict]:
 def _infer(args, predictor, inputs, out, done: dict[str, dict]) -> list[str]:
     from tqdm.auto import tqdm
 
-    from msgf.data.regions import open_image
-
     tally = _Tally()
     for line in done.values():
         tally.add_line(line)
@@ -128,52 +130,38 @@ def _infer(args, predictor, inputs, out, done: dict[str, dict]) -> list[str]:
             tally.failed.append(item.path)
             bar.write(f"msgf infer: skipped {item.path}: {error}", file=sys.stderr)
 
-        for first in range(0, len(inputs), args.batch):
-            batch = inputs[first:first + args.batch]
-            if all(item.path in done for item in batch):  # resumed: this batch's lines are kept
-                bar.update(len(batch))
-                continue
-            opened, lines = [], []
-            for item in batch:
-                try:
-                    opened.append((item, open_image(item.path)))
-                except (ValueError, OSError) as error:  # CorruptImageError is a ValueError
-                    fail(item, error)
-            for (item, reader), result in zip(opened, _predict(predictor, [r for _, r in opened])):
-                if isinstance(result, Exception):
-                    fail(item, result)
-                elif item.path not in done:
-                    label = _label_index(item.label, predictor.class_names)
-                    tally.add(result, label)
-                    line = {"file": item.path, **result.to_dict()}
-                    if item.label is not None:
-                        line.update(label=item.label, correct=None if label is None else result.pred == label)
-                    lines.append(json.dumps(line) + "\n")
-                    if args.visualize is not None:
-                        from msgf.infer.visualize import save_figure
+        # Whole batches of the fresh run's grid: one whose lines are all kept (--resume) is skipped,
+        # any other is computed whole, so its lines are exactly the fresh run's.
+        batches = [inputs[first:first + args.batch] for first in range(0, len(inputs), args.batch)]
+        todo = [item for batch in batches if not all(item.path in done for item in batch) for item in batch]
+        bar.update(len(inputs) - len(todo))
+        lines = []
+        stream = predictor.predict_stream_readers(todo, batch_size=args.batch, workers=args.workers)
+        for count, (item, reader, result) in enumerate(stream, start=1):
+            if isinstance(result, Exception):
+                fail(item, result)
+            elif item.path not in done:
+                label = _label_index(item.label, predictor.class_names)
+                tally.add(result, label)
+                line = {"file": item.path, **result.to_dict()}
+                if item.label is not None:
+                    line.update(label=item.label, correct=None if label is None else result.pred == label)
+                lines.append(json.dumps(line) + "\n")
+                if args.visualize is not None:
+                    from msgf.infer.visualize import save_figure
 
-                        save_figure(figures.next(item.path), reader, result, predictor.class_names, label,
-                                    title=Path(item.path).name)
+                    save_figure(figures.next(item.path), reader, result, predictor.class_names, label,
+                                title=Path(item.path).name)
+            if reader is not None:
                 reader.close()
-            out.write("".join(lines))
-            out.flush()
-            bar.update(len(batch))
+            if count % args.batch == 0 or count == len(todo):  # a batch's lines, written together
+                out.write("".join(lines))
+                out.flush()
+                lines = []
+            bar.update(1)
     out.write(json.dumps({"summary": tally.summary(time.perf_counter() - start, len(inputs))}) + "\n")
     out.flush()
     return tally.failed
-
-
-def _predict(predictor, readers) -> list:
-    """Results per reader; a batch that fails is retried one image at a time, so that one bad
-    file (a corrupt tile, an image smaller than a patch) costs only its own result."""
-    if not readers:
-        return []
-    try:
-        return predictor.predict_regions(readers)
-    except (ValueError, OSError) as error:
-        if len(readers) == 1:
-            return [error]
-    return [result for reader in readers for result in _predict(predictor, [reader])]
 
 
 def _label_index(label: str | None, class_names: list[str]) -> int | None:
