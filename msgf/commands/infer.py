@@ -6,6 +6,10 @@ focus patch as a region. One JSON line per image, then one summary line. A file 
 read is reported by name and skipped; the exit status is 1 if any was. A batch holds its
 decoded JPEG/PNG files at once (TIFFs are never decoded whole): lower --batch for huge JPEGs.
 
+Under torchrun, each process takes every world-size-th batch and writes its lines to
+OUT.part<rank>-of-<size>; rank 0 merges them into --out in input order, byte-identical to one
+process's output, and writes the one summary.
+
 With --out, each batch's lines are written and flushed together, so a killed run leaves whole
 batches (and at most one torn line, which --resume drops). --resume keeps the lines already in
 --out and computes only the inputs without one, over the same batches as a fresh run: a batch
@@ -13,6 +17,8 @@ is always computed whole, so every line is exactly what an uninterrupted run wri
 """
 from __future__ import annotations
 
+import contextlib
+import glob
 import json
 import sys
 import time
@@ -58,49 +64,127 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    from msgf.train import distributed
+
+    # Under torchrun each process takes its share of the batches and writes a part of --out,
+    # which rank 0 merges; alone, a world of one process.
+    world, device = distributed.init(args.device)
+    try:
+        return _run(args, world, device)
+    finally:
+        distributed.shutdown(world)
+
+
+def _run(args, world, device) -> int:
     from msgf.checkpoint import CheckpointError
     from msgf.infer import Predictor
     from msgf.infer.inputs import collect_inputs
 
+    def usage(message: str) -> int:
+        if world.is_main:
+            print(f"msgf infer: error: {message}", file=sys.stderr)
+        return 2
+
     try:
-        predictor = Predictor(args.checkpoint, budget=args.budget, thresholds=args.thresholds, device=args.device)
+        predictor = Predictor(args.checkpoint, budget=args.budget, thresholds=args.thresholds, device=device)
         inputs = collect_inputs(args.paths)
     except (CheckpointError, ValueError, FileNotFoundError) as error:
-        print(f"msgf infer: error: {error}", file=sys.stderr)
-        return 2
+        return usage(str(error))
     if not inputs:
-        print(f"msgf infer: error: no images found in {args.paths}", file=sys.stderr)
-        return 2
+        return usage(f"no images found in {args.paths}")
     if args.resume and args.out is None:
-        print("msgf infer: error: --resume needs --out (the lines to resume)", file=sys.stderr)
-        return 2
+        return usage("--resume needs --out (the lines to resume)")
+    if world.distributed and args.out is None:
+        return usage("under torchrun, --out is needed (each process writes a part of it)")
     if args.visualize is not None:
         args.visualize.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    # This process's share: every world.size-th batch of the one-process grid, so that each
+    # batch, and so each line, is exactly what one process computes.
+    batches = [inputs[first:first + args.batch] for first in range(0, len(inputs), args.batch)]
+    mine = batches[world.rank::world.size]
+    part = args.out.with_name(f"{args.out.name}.part{world.rank}-of-{world.size}") if world.distributed else args.out
     try:
-        done = _kept_lines(args.out) if args.resume and args.out.exists() else {}
-        out = open(args.out, "a" if done else "w") if args.out is not None else sys.stdout
+        done = {}
+        if args.resume:
+            if world.distributed and world.is_main and args.out.exists():
+                _kept_lines(args.out)  # rank 0 alone tidies the merged file, which the others then read
+            _barrier(world)
+            # the merged file, and under torchrun every part file, whatever world size wrote it
+            for path in {args.out, part, *(_part_files(args.out) if world.distributed else [])}:
+                if path.exists():
+                    done.update(_kept_lines(path, tidy=path == part))
+        out = open(part, "a" if done else "w") if part is not None else sys.stdout
     except (OSError, ValueError) as error:
-        print(f"msgf infer: error: --out: {error}", file=sys.stderr)
-        return 2
-    if done:
+        return usage(f"--out: {error}")
+    if done and world.is_main:
         print(f"msgf infer: resuming: {len(done)} of {len(inputs)} inputs already in {args.out}", file=sys.stderr)
+    tally = _Tally()
+    tally.add_lines(done.values())
     try:
-        failed = _infer(args, predictor, inputs, out, done)
+        failed = _infer(args, predictor, mine, len(inputs), out, done, tally, show_progress=world.is_main)
     finally:
         if out is not sys.stdout:
             out.close()
+    if world.distributed:
+        failed, tally = _merge(args.out, inputs, world, failed)
+    if world.is_main:
+        tally.failed = failed
+        with open(args.out, "a") if args.out is not None else contextlib.nullcontext(sys.stdout) as file:
+            file.write(json.dumps({"summary": tally.summary(time.perf_counter() - start, len(inputs))}) + "\n")
+            file.flush()
     return 1 if failed else 0
 
 
-def _kept_lines(path: Path) -> dict[str, dict]:
-    """{input path: its line} of a previous run's output, rewritten in place (atomically) without
-    its summary and without a torn last line, so that new lines can be appended."""
+def _barrier(world) -> None:
+    from msgf.train import distributed
+
+    distributed.barrier(world)
+
+
+def _merge(out: Path, inputs, world, failed: list[str]) -> tuple[list[str], "_Tally"]:
+    """Rank 0 writes every process's lines (and those kept in `out`) into `out` in input order,
+    atomically, then removes the part files. Every process gets the failed files of all, in
+    input order; rank 0 also the tally of the merged lines."""
+    import torch.distributed as dist
+
+    from msgf.atomic import atomic_write
+
+    everyone = [None] * world.size
+    dist.all_gather_object(everyone, failed)  # also a barrier: every part file is complete
+    failed_anywhere = {path for part in everyone for path in part}
+    if world.is_main:
+        parts = _part_files(out)
+        lines = {}
+        for path in [out, *parts]:
+            if path.exists():
+                lines.update(_kept_lines(path, tidy=False))
+        merged = [lines[item.path] for item in inputs if item.path in lines]
+        with atomic_write(out, "w") as file:
+            file.write("".join(merged))
+        for path in parts:
+            path.unlink(missing_ok=True)
+    tally = _Tally()
+    if world.is_main:
+        tally.add_lines(merged)
+    _barrier(world)
+    return [item.path for item in inputs if item.path in failed_anywhere], tally
+
+
+def _part_files(out: Path) -> list[Path]:
+    return sorted(out.parent.glob(f"{glob.escape(out.name)}.part*-of-*"))
+
+
+def _kept_lines(path: Path, tidy: bool = True) -> dict[str, str]:
+    """{input path: its line, with its newline} of a previous run's output. With `tidy`, the
+    file is rewritten in place (atomically) without its summary and without a torn last line,
+    so that new lines can be appended."""
     from msgf.atomic import atomic_write
 
     data = path.read_bytes()
     whole = data[:data.rfind(b"\n") + 1]  # a line is whole once its newline is written
-    kept, lines = {}, []
-    for number, raw in enumerate(whole.splitlines(), start=1):
+    kept = {}
+    for number, raw in enumerate(whole.decode().splitlines(), start=1):
         try:
             line = json.loads(raw)
         except json.JSONDecodeError:
@@ -109,32 +193,31 @@ def _kept_lines(path: Path) -> dict[str, dict]:
             continue
         if not isinstance(line, dict) or "file" not in line:
             raise ValueError(f"{path}:{number} is not a line of msgf infer's output")
-        kept[line["file"]] = line
-        lines.append(raw + b"\n")
-    if len(whole) != len(data) or len(lines) != whole.count(b"\n"):
-        with atomic_write(path) as file:
-            file.write(b"".join(lines))
+        kept[line["file"]] = raw + "\n"
+    if tidy and (len(whole) != len(data) or len(kept) != whole.count(b"\n")):
+        with atomic_write(path, "w") as file:
+            file.write("".join(kept.values()))
     return kept
 
 
-def _infer(args, predictor, inputs, out, done: dict[str, dict]) -> list[str]:
+def _infer(args, predictor, batches, total: int, out, done: dict[str, str], tally: "_Tally",
+           show_progress: bool) -> list[str]:
+    """The lines of `batches` not in `done`, written to `out` a batch at a time and added to
+    `tally`; the failed files."""
     from tqdm.auto import tqdm
 
-    tally = _Tally()
-    for line in done.values():
-        tally.add_line(line)
+    failed = []
     figures = _FigureNames(args.visualize)
-    start = time.perf_counter()
-    with tqdm(total=len(inputs), desc="infer", unit="img", disable=args.no_progress, file=sys.stderr) as bar:
+    with tqdm(total=total, desc="infer", unit="img", disable=args.no_progress or not show_progress,
+              file=sys.stderr) as bar:
         def fail(item, error) -> None:
-            tally.failed.append(item.path)
+            failed.append(item.path)
             bar.write(f"msgf infer: skipped {item.path}: {error}", file=sys.stderr)
 
-        # Whole batches of the fresh run's grid: one whose lines are all kept (--resume) is skipped,
-        # any other is computed whole, so its lines are exactly the fresh run's.
-        batches = [inputs[first:first + args.batch] for first in range(0, len(inputs), args.batch)]
+        # A batch whose lines are all kept (--resume) is skipped; any other is computed whole,
+        # so its lines are exactly those of a fresh run.
         todo = [item for batch in batches if not all(item.path in done for item in batch) for item in batch]
-        bar.update(len(inputs) - len(todo))
+        bar.update(total - len(todo))
         lines = []
         stream = predictor.predict_stream_readers(todo, batch_size=args.batch, workers=args.workers)
         for count, (item, reader, result) in enumerate(stream, start=1):
@@ -142,11 +225,11 @@ def _infer(args, predictor, inputs, out, done: dict[str, dict]) -> list[str]:
                 fail(item, result)
             elif item.path not in done:
                 label = _label_index(item.label, predictor.class_names)
-                tally.add(result, label)
                 line = {"file": item.path, **result.to_dict()}
                 if item.label is not None:
                     line.update(label=item.label, correct=None if label is None else result.pred == label)
                 lines.append(json.dumps(line) + "\n")
+                tally.add_lines(lines[-1:])
                 if args.visualize is not None:
                     from msgf.infer.visualize import save_figure
 
@@ -159,9 +242,7 @@ def _infer(args, predictor, inputs, out, done: dict[str, dict]) -> list[str]:
                 out.flush()
                 lines = []
             bar.update(1)
-    out.write(json.dumps({"summary": tally.summary(time.perf_counter() - start, len(inputs))}) + "\n")
-    out.flush()
-    return tally.failed
+    return failed
 
 
 def _label_index(label: str | None, class_names: list[str]) -> int | None:
@@ -173,20 +254,15 @@ class _Tally:
         self.count, self.macs, self.labelled, self.correct = 0, 0, 0, 0
         self.failed: list[str] = []
 
-    def add(self, result, label: int | None) -> None:
-        self.count += 1
-        self.macs += result.macs
-        if label is not None:
-            self.labelled += 1
-            self.correct += int(result.pred == label)
-
-    def add_line(self, line: dict) -> None:
-        """A line kept from a resumed run's output."""
-        self.count += 1
-        self.macs += line["macs"]
-        if line.get("correct") is not None:
-            self.labelled += 1
-            self.correct += int(line["correct"])
+    def add_lines(self, lines) -> None:
+        """Lines of the output (JSON text)."""
+        for raw in lines:
+            line = json.loads(raw)
+            self.count += 1
+            self.macs += line["macs"]
+            if line.get("correct") is not None:
+                self.labelled += 1
+                self.correct += int(line["correct"])
 
     def summary(self, seconds: float, total: int) -> dict:
         return {"images": self.count, "failed": len(self.failed), "failed_files": self.failed, "inputs": total,

@@ -90,3 +90,40 @@ def test_resume_needs_an_output_file_of_msgf_infer(ckpt, many_images, tmp_path, 
     assert main(["infer", str(ckpt), str(many_images), "--budget", "200M", "--resume", "--out", str(foreign)]) == 2
     assert "notes.jsonl:1 is not a JSON line" in capsys.readouterr().err
     assert foreign.read_text() == "this is not json\n"
+
+
+def _torchrun(ckpt, folder, out, *extra):
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "msgf",
+            *_command(ckpt, folder, out, *extra)[3:]]
+
+
+def test_two_gloo_processes_write_what_one_process_writes(ckpt, many_images, reference, tmp_path):
+    out = tmp_path / "preds.jsonl"
+    done = subprocess.run(_torchrun(ckpt, many_images, out), env=ENV, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stderr[-3000:]  # the corrupt file, named once
+    assert _lines(out) == _lines(reference)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["preds.jsonl"]  # the part files are merged and gone
+    summary = json.loads(out.read_text().splitlines()[-1])["summary"]
+    assert summary["images"] == 60 and summary["failed_files"] == [str(many_images / "030-broken.jpg")]
+
+
+def test_killed_under_torchrun_then_resumed_equals_one_uninterrupted_process(ckpt, many_images, reference, tmp_path):
+    out = tmp_path / "preds.jsonl"
+    proc = subprocess.Popen(_torchrun(ckpt, many_images, out, "--resume"), env=ENV, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 240
+    while proc.poll() is None and time.time() < deadline:
+        parts = list(tmp_path.glob("preds.jsonl.part*"))
+        if sum(p.read_text().count("\n") for p in parts) >= 12:
+            os.killpg(proc.pid, signal.SIGKILL)  # the launcher and both workers at once
+            break
+        time.sleep(0.01)
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    assert not out.exists() or len(_lines(out)) < 60
+    resumed = subprocess.run(_torchrun(ckpt, many_images, out, "--resume"), env=ENV, capture_output=True, text=True,
+                             timeout=300)
+    assert resumed.returncode == 1, resumed.stderr[-3000:]
+    assert "resuming:" in resumed.stderr
+    assert _lines(out) == _lines(reference)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["preds.jsonl"]
