@@ -7,8 +7,8 @@ read is reported by name and skipped; the exit status is 1 if any was. A batch h
 decoded JPEG/PNG files at once (TIFFs are never decoded whole): lower --batch for huge JPEGs.
 
 Under torchrun, each process takes every world-size-th batch and writes its lines to
-OUT.part<rank>-of-<size>; rank 0 merges them into --out in input order, byte-identical to one
-process's output, and writes the one summary.
+OUT.part<rank>-of-<size>; rank 0 merges them into --out in input order and writes the one
+summary. With the same threads per process, the lines are byte-identical to one process's.
 
 With --out, each batch's lines are written and flushed together, so a killed run leaves whole
 batches (and at most one torn line, which --resume drops). --resume keeps the lines already in
