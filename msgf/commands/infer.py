@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -56,29 +57,53 @@ def register(subparsers) -> None:
     parser.add_argument("--visualize", type=Path, metavar="DIR",
                         help="write one PNG of the glance and patches per image")
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
-    parser.add_argument("--workers", type=_non_negative, default=2,
+    parser.add_argument("--workers", type=_non_negative,
                         help="threads that decode images and read glances ahead of the model; 0 reads in the "
-                             "main thread (default: 2)")
+                             "main thread (default: 1 on up to 2 CPUs, else 2)")
+    parser.add_argument("--threads", type=_positive,
+                        help="torch threads for the model (default: the CPUs left to it beside --workers, at "
+                             "least 1; unless OMP_NUM_THREADS is set, as torchrun does)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.set_defaults(func=run)
 
 
 def run(args) -> int:
+    import torch
+
     from msgf.train import distributed
 
     # Under torchrun each process takes its share of the batches and writes a part of --out,
     # which rank 0 merges; alone, a world of one process.
     world, device = distributed.init(args.device)
+    threads = torch.get_num_threads()
     try:
         return _run(args, world, device)
     finally:
+        torch.set_num_threads(threads)  # as it was, for a caller running the command in-process
         distributed.shutdown(world)
+
+
+def _share_cpus(args) -> None:
+    """Reading threads and the model's threads split the CPUs: on 2 CPUs, one thread decoding
+    ahead and one running the model beat two model threads with no read-ahead by 1.45-1.66x
+    (benchmarks/results/infer_scale.md), since small models gain little from a second thread."""
+    import torch
+
+    cpus = len(os.sched_getaffinity(0))
+    if args.workers is None:
+        args.workers = 1 if cpus <= 2 else 2
+    if args.threads is None and "OMP_NUM_THREADS" not in os.environ:
+        args.threads = max(1, cpus - args.workers)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
 
 
 def _run(args, world, device) -> int:
     from msgf.checkpoint import CheckpointError
     from msgf.infer import Predictor
     from msgf.infer.inputs import collect_inputs
+
+    _share_cpus(args)
 
     def usage(message: str) -> int:
         if world.is_main:

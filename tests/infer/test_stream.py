@@ -95,3 +95,29 @@ def test_bad_arguments():
         list(read_ahead([1], lambda x: x, workers=1, depth=0))
     with pytest.raises(RuntimeError, match="boom"):  # not an input error: propagates
         list(read_ahead([1], lambda x: (_ for _ in ()).throw(RuntimeError("boom")), workers=1, depth=1))
+
+
+@pytest.mark.parametrize("cpus, omp, given, expected", [
+    (2, None, (None, None), (1, 1)),     # one thread reads ahead, one runs the model
+    (16, None, (None, None), (2, 14)),
+    (2, "1", (None, None), (1, None)),   # OMP_NUM_THREADS (torchrun sets it) is respected
+    (2, None, (0, 3), (0, 3)),           # explicit --workers / --threads win
+])
+def test_reading_and_model_threads_share_the_cpus(monkeypatch, cpus, omp, given, expected):
+    from types import SimpleNamespace
+
+    import torch
+
+    from msgf.commands import infer
+
+    monkeypatch.setattr(infer.os, "sched_getaffinity", lambda pid: set(range(cpus)))
+    if omp is None:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("OMP_NUM_THREADS", omp)
+    calls = []
+    monkeypatch.setattr(torch, "set_num_threads", calls.append)
+    args = SimpleNamespace(workers=given[0], threads=given[1])
+    infer._share_cpus(args)
+    assert (args.workers, args.threads) == expected
+    assert calls == ([] if expected[1] is None else [expected[1]])
