@@ -11,7 +11,7 @@ model on already-decoded images (what they overlap it with).
     python benchmarks/infer_stream.py --model demo     # a few minutes on 2 cores
     python benchmarks/infer_stream.py --model smoke
 
-Writes benchmarks/results/infer_stream_<model>.json and .md.
+Writes benchmarks/results/infer_stream_<model>[_<N>thread].json and .md.
 """
 from __future__ import annotations
 
@@ -58,6 +58,17 @@ def half_past_the_glance(model, images: torch.Tensor) -> Thresholds:
     return Thresholds(rows, sizes=model.config.patch_sizes)
 
 
+class _Decoded(torch.utils.data.Dataset):
+    def __init__(self, paths: list[str]):
+        self.paths = paths
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return torch.from_numpy(decode_image(self.paths[index]))
+
+
 def timed(fn, repeats: int) -> list[float]:
     times = []
     for _ in range(repeats):
@@ -73,9 +84,15 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=96)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--workers", default="0,1,2,4", help="worker counts to compare (0: sequential)")
+    parser.add_argument("--processes", default="1,2",
+                        help="DataLoader worker-process counts to compare with the threads (decoding only)")
+    parser.add_argument("--model-threads", type=int, default=None,
+                        help="torch threads for the model (default: torch's choice)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
+    if args.model_threads:
+        torch.set_num_threads(args.model_threads)
     torch.manual_seed(0)
     model = msgf.build_model(num_classes=4, **MODELS[args.model]).eval()
     worker_counts = [int(w) for w in args.workers.split(",")]
@@ -88,28 +105,39 @@ def main() -> None:
         def run(workers: int):
             return lambda: list(predictor.predict_stream(paths, batch_size=args.batch, workers=workers))
 
+        def run_processes(processes: int):
+            # the alternative to threads: DataLoader worker processes decode, tensors cross in shared memory
+            loader = torch.utils.data.DataLoader(_Decoded(paths), batch_size=args.batch, num_workers=processes,
+                                                 collate_fn=list, prefetch_factor=2)
+            return lambda: [predictor.predict([t.numpy() for t in batch]) for batch in loader]
+
         exits = [r.exit_step for _, r in predictor.predict_stream(paths, batch_size=args.batch, workers=2)]
-        runs = {w: [] for w in worker_counts}
+        configs = {str(w): run(w) for w in worker_counts}
+        configs.update({f"{p} process{'es' if p > 1 else ''}": run_processes(p)
+                        for p in (int(v) for v in args.processes.split(",") if v)})
+        runs = {name: [] for name in configs}
         for _ in range(args.repeats):  # interleaved, so that load from other processes hits all alike
-            for workers in worker_counts:
-                runs[workers] += timed(run(workers), 1)
+            for name, fn in configs.items():
+                runs[name] += timed(fn, 1)
         decode_s = timed(lambda: [decode_image(p) for p in paths], args.repeats)
         arrays = [decode_image(p) for p in paths]
         compute_s = timed(lambda: [predictor.predict_regions([ArrayImage(a) for a in arrays[i:i + args.batch]])
                                    for i in range(0, len(arrays), args.batch)], args.repeats)
-    median = {w: statistics.median(t) for w, t in runs.items()}
+    median = {name: statistics.median(t) for name, t in runs.items()}
+    sequential = median[str(worker_counts[0])]
     report = {
         "model": {"name": args.model, **MODELS[args.model]}, "images": args.images, "batch": args.batch, "threads": torch.get_num_threads(), "cpus": os.cpu_count(),
         "torch": torch.__version__, "load_average_1min": os.getloadavg()[0],
         "exit_fraction": [exits.count(t) / len(exits) for t in range(1, model.config.T + 1)],
-        "seconds": {str(w): t for w, t in runs.items()},
-        "images_per_second": {str(w): args.images / s for w, s in median.items()},
-        "speedup_vs_sequential": {str(w): median[worker_counts[0]] / s for w, s in median.items()},
+        "seconds": runs,
+        "images_per_second": {name: args.images / s for name, s in median.items()},
+        "speedup_vs_sequential": {name: sequential / s for name, s in median.items()},
         "decode_only_s": statistics.median(decode_s), "compute_only_s": statistics.median(compute_s),
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"infer_stream_{args.model}.json").write_text(json.dumps(report, indent=2) + "\n")
-    (args.out / f"infer_stream_{args.model}.md").write_text(markdown(report))
+    stem = f"infer_stream_{args.model}" + (f"_{args.model_threads}thread" if args.model_threads else "")
+    (args.out / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
+    (args.out / f"{stem}.md").write_text(markdown(report))
     print(markdown(report))
 
 
@@ -124,12 +152,13 @@ def markdown(r: dict) -> str:
         f"{r['threads']} torch "
         f"threads on {r['cpus']} CPUs (1-min load {r['load_average_1min']:.1f}). Medians, runs interleaved.",
         "",
-        "| workers | images/s | speed-up vs sequential |",
+        "| reading ahead with | images/s | speed-up vs sequential |",
         "|---|---:|---:|",
     ]
-    for w, rate in r["images_per_second"].items():
-        lines.append(f"| {w}{' (sequential)' if w == '0' else ''} | {rate:.2f} | "
-                     f"{r['speedup_vs_sequential'][w]:.2f}x |")
+    for name, rate in r["images_per_second"].items():
+        label = "nothing (sequential)" if name == "0" else name if "process" in name else \
+            f"{name} thread{'s' if name != '1' else ''}"
+        lines.append(f"| {label} | {rate:.2f} | {r['speedup_vs_sequential'][name]:.2f}x |")
     decode, compute = r["decode_only_s"], r["compute_only_s"]
     lines += ["", f"Alone: decoding the files {decode:.1f} s, the model on decoded images {compute:.1f} s "
                   f"(decode is {100 * decode / (decode + compute):.0f}% of their sum; perfect overlap would give "
