@@ -129,6 +129,11 @@ def _run(args, world, device) -> int:
     batches = [inputs[first:first + args.batch] for first in range(0, len(inputs), args.batch)]
     mine = batches[world.rank::world.size]
     part = args.out.with_name(f"{args.out.name}.part{world.rank}-of-{world.size}") if world.distributed else args.out
+    if world.distributed and not args.resume:
+        if world.is_main:  # parts of an earlier run (of any world size) must not be merged into this one
+            for stale in _part_files(args.out):
+                stale.unlink()
+        _barrier(world)
     try:
         done = {}
         if args.resume:
@@ -152,7 +157,7 @@ def _run(args, world, device) -> int:
         if out is not sys.stdout:
             out.close()
     if world.distributed:
-        failed, tally = _merge(args.out, inputs, world, failed)
+        failed, tally = _merge(args.out, inputs, world, failed, args.resume)
     if world.is_main:
         tally.failed = failed
         with open(args.out, "a") if args.out is not None else contextlib.nullcontext(sys.stdout) as file:
@@ -167,8 +172,8 @@ def _barrier(world) -> None:
     distributed.barrier(world)
 
 
-def _merge(out: Path, inputs, world, failed: list[str]) -> tuple[list[str], "_Tally"]:
-    """Rank 0 writes every process's lines (and those kept in `out`) into `out` in input order,
+def _merge(out: Path, inputs, world, failed: list[str], resume: bool) -> tuple[list[str], "_Tally"]:
+    """Rank 0 writes every process's lines (and, resuming, those kept in `out`) into `out` in input order,
     atomically, then removes the part files. Every process gets the failed files of all, in
     input order; rank 0 also the tally of the merged lines."""
     import torch.distributed as dist
@@ -181,7 +186,7 @@ def _merge(out: Path, inputs, world, failed: list[str]) -> tuple[list[str], "_Ta
     if world.is_main:
         parts = _part_files(out)
         lines = {}
-        for path in [out, *parts]:
+        for path in [out, *parts] if resume else parts:
             if path.exists():
                 lines.update(_kept_lines(path, tidy=False))
         merged = [lines[item.path] for item in inputs if item.path in lines]

@@ -127,3 +127,15 @@ def test_killed_under_torchrun_then_resumed_equals_one_uninterrupted_process(ckp
     assert "resuming:" in resumed.stderr
     assert _lines(out) == _lines(reference)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["preds.jsonl"]
+
+
+def test_a_fresh_torchrun_run_ignores_an_earlier_output_and_its_parts(ckpt, many_images, reference, tmp_path):
+    out = tmp_path / "preds.jsonl"
+    stale = json.loads(_lines(reference)[0])
+    stale["class"] = "stale"
+    out.write_text(json.dumps(stale) + "\n")
+    (tmp_path / "preds.jsonl.part2-of-3").write_text(json.dumps(stale) + "\n")  # another world size's part
+    done = subprocess.run(_torchrun(ckpt, many_images, out), env=ENV, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert _lines(out) == _lines(reference)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["preds.jsonl"]
