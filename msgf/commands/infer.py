@@ -85,7 +85,7 @@ def run(args) -> int:
 
 def _share_cpus(args) -> None:
     """Reading threads and the model's threads split the CPUs: on 2 CPUs, one thread decoding
-    ahead and one running the model beat two model threads with no read-ahead by 1.45-1.66x
+    ahead and one running the model beat two model threads with no read-ahead by 1.65-1.67x
     (benchmarks/results/infer_scale.md), since small models gain little from a second thread."""
     import torch
 
