@@ -9,6 +9,7 @@ by size.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -122,12 +123,12 @@ def _check_output_bytes(heights: list[int], widths: list[int], channels: int, ou
 def _normalise_stats(values, channels: int, name: str, default: float) -> list[float]:
     if values is None:
         return [default] * channels
-    if isinstance(values, Tensor):
+    if isinstance(values, (Tensor, np.ndarray)):
         values = values.flatten().tolist()
-    elif isinstance(values, (int, float)) and not isinstance(values, bool):
+    elif isinstance(values, numbers.Real) and not isinstance(values, bool):
         values = [values]
     if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or \
-            not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in values):
         raise TypeError(f"{name} must be a number, a sequence of numbers (one per channel) or a tensor, "
                         f"got {values!r}")
     values = [float(v) for v in values]

@@ -100,3 +100,13 @@ def test_bad_focus_locations():
         focus_boxes(torch.tensor([[0.5, 0.5]]), [8, 8], (20, 30))
     with pytest.raises(ValueError, match="batch_index must have shape"):
         focus_boxes(torch.tensor([[0.5, 0.5]]), 8, (20, 30), batch_index=torch.tensor([0, 1]))
+
+
+def test_numpy_statistics_are_accepted():
+    import numpy as np
+
+    want = crop_resize(IMAGES, BOX, 8, mean=[0.5, 0.4, 0.3], std=[0.2, 0.2, 0.25]).patches[0]
+    for mean, std in ((np.array([0.5, 0.4, 0.3]), np.array([0.2, 0.2, 0.25], np.float32)),
+                      ([np.float32(0.5), 0.4, 0.3], (np.float64(0.2), 0.2, 0.25))):
+        got = crop_resize(IMAGES, BOX, 8, mean=mean, std=std).patches[0]
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
