@@ -44,3 +44,11 @@ def _naming(err: OSError, path: str) -> OSError:
     reason = err.strerror or str(err)
     kept = "the previous file is unchanged" if os.path.exists(path) else "nothing was written"
     return OSError(err.errno, f"{reason}: could not write {path} ({kept})", path)
+
+
+def atomic_save(payload, path: str | os.PathLike) -> None:
+    """torch.save(payload, path), atomically."""
+    import torch
+
+    with atomic_write(path) as file:
+        torch.save(payload, file)

@@ -13,7 +13,7 @@ import os
 
 import torch
 
-from msgf.atomic import atomic_write
+from msgf.atomic import atomic_save
 
 FORMAT = "msgf-checkpoint"
 FORMAT_VERSION = 1
@@ -46,7 +46,7 @@ def save_checkpoint(model, path: str | os.PathLike, **extra) -> None:
         "extra": dict(extra),
     }
     payload["digest"] = _digest(payload)
-    _atomic_save(payload, os.fspath(path))
+    atomic_save(payload, path)
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict:
@@ -110,16 +110,11 @@ def update_thresholds(path: str | os.PathLike, thresholds) -> None:
     kept = [d for d in payload["thresholds"] if not any(_same_budget(d["budget"], b) for b in budgets)]
     payload["thresholds"] = kept + [t.to_dict() for t in items]
     payload["digest"] = _digest(payload)
-    _atomic_save(payload, os.fspath(path))
+    atomic_save(payload, path)
 
 
 def _same_budget(a, b) -> bool:
     return a is not None and abs(a - b) <= 1e-6 * max(abs(a), abs(b))
-
-
-def _atomic_save(payload: dict, path: str) -> None:
-    with atomic_write(path) as file:
-        torch.save(payload, file)
 
 
 def _digest(payload: dict) -> str:

@@ -190,6 +190,11 @@ class Backbone(nn.Module):
         # copies (the MACs counter's meta copy) and pickles leave the memo behind
         return {**super().__getstate__(), "memo": None}
 
+    def last_map(self, x: torch.Tensor) -> torch.Tensor:
+        """The last feature map (N, D, h, w), the one the pooled vector averages."""
+        out = self.trunk(x)
+        return out[0] if getattr(self.trunk, "map_index", None) is not None else out
+
     def _encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         tapped = getattr(self.trunk, "map_index", None) is not None  # the trunk returns (last, map)
         last, fmap = self.trunk(x) if tapped else (self.trunk(x),) * 2

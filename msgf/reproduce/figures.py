@@ -43,7 +43,7 @@ def curves(path: str | os.PathLike, gfnet: dict[str, list[tuple[float, float]]],
     axes = figure.add_subplot()
     for i, (label, points) in enumerate(gfnet.items()):
         points = sorted(points)
-        bold = label.startswith("MS-GFNet") and label not in dashed
+        bold = label == "MS-GFNet"
         axes.plot([m / scale for m, _ in points], [100 * a for _, a in points], marker="o" if bold else "s",
                   linestyle="-" if bold else (":" if label in dashed else "--"), color="k" if bold else f"C{i}",
                   lw=2 if bold else 1.2, ms=4, alpha=1.0 if bold else 0.85, label=label)

@@ -108,14 +108,13 @@ def median_throughput(run, num_images: int, repeats: int) -> dict:
             "images_per_second": num_images / median, "threads": 1}
 
 
-def static_throughput(model, size, images: torch.Tensor, batch_size: int, repeats: int) -> dict:
-    from msgf.reproduce.static import inputs
-
+def static_throughput(model, images: torch.Tensor, batch_size: int, repeats: int) -> dict:
+    """`model` (msgf.reproduce.static.load's) takes the uint8 scenes: the resize is timed too."""
     model.eval()
 
     def run():
         for start in range(0, len(images), batch_size):
-            model(inputs(images[start:start + batch_size], size))
+            model(images[start:start + batch_size])
 
     return median_throughput(run, len(images), repeats)
 

@@ -21,6 +21,8 @@ from functools import partial
 from pathlib import Path
 from typing import Callable
 
+from msgf.reproduce.plan import MS_RUN
+
 
 @dataclass(frozen=True)
 class Task:
@@ -74,7 +76,9 @@ def train_models(plan, workdir: Path, jobs: int, *, threads: int, log=print) -> 
                     after=() if spec.init is None else (spec.init[0],))
 
     def static_task(spec) -> Task:
-        return Task(spec.name, partial(_static, spec, config, workdir, threads))
+        # a pooled baseline reads MS-GFNet's stage-0 f_L (msgf.reproduce.pooled)
+        return Task(spec.name, partial(_static, spec, config, workdir, threads),
+                    after=(MS_RUN,) if spec.kind == "pooled" else ())
 
     # the longest static baseline beside MS-GFNet, so that both jobs are busy from the start
     by_cost = sorted(plan.static, key=lambda s: s.size[0] * s.size[1] * s.epochs, reverse=True)

@@ -18,7 +18,7 @@ import numpy as np
 
 from msgf.reproduce import claims as claim_checks
 from msgf.reproduce import measure
-from msgf.reproduce.plan import INCREMENTS_RUN, MS_RUN
+from msgf.reproduce.plan import EQUAL_PRESENTATION_RUN, INCREMENTS_RUN, MS_RUN
 from msgf.reproduce.plan import plan as make_plan
 from msgf.reproduce.runs import ensure_run
 from msgf.reproduce.static import ensure_static
@@ -121,11 +121,12 @@ def measure_all(plan, runs: dict, static: list[dict], splits, workdir: Path, *, 
 
     method, seed = plan.search_method, plan.random_seed
     fixed_names = [name for name in runs if name.startswith("fixed-")]
+    ms_names = [MS_RUN] + [name for name in (EQUAL_PRESENTATION_RUN,) if name in runs]
     traj = {name: {which: Trajectories.load(runs[name].path / f"{which}_trajectories.npz") for which in ("val", "test")}
-            for name in [*fixed_names, MS_RUN]}
+            for name in [*fixed_names, *ms_names]}
     budgets = measure.sweep_budgets([t["val"] for t in traj.values()], plan.num_budgets)
     sweeps = {}
-    for name in [MS_RUN, *fixed_names]:
+    for name in [*ms_names, *fixed_names]:
         log(f"  {name}: {method} thresholds for {len(budgets)} budgets")
         sweeps[name] = measure.sweep(traj[name]["val"], traj[name]["test"], budgets, method=method)
     glance = {name: measure.glance_point(t["test"]) for name, t in traj.items()}
@@ -148,8 +149,14 @@ def measure_all(plan, runs: dict, static: list[dict], splits, workdir: Path, *, 
     stage2 = {"contrastive": runs[MS_RUN].summary["results"]["stage2"],
               "increments": runs[INCREMENTS_RUN].summary["results"]["stage2"]}
 
-    # compute saving: MS-GFNet's test front against the most accurate static baseline
-    best = max(static, key=lambda s: (s["test_accuracy"], -s["macs"]))
+    # compute saving: MS-GFNet's test front against the most accurate static baseline among those
+    # that learned enough to count (claims.QUALIFYING_MARGIN above the majority class); where
+    # none did, the throughput still compares against the most accurate one
+    majority = measure.majority_accuracy(traj[MS_RUN]["test"])
+    for s in static:
+        s["counts_for_saving"] = claim_checks.qualifies(s["test_accuracy"], majority)
+    qualifying = [s for s in static if s["counts_for_saving"]]
+    best = max(qualifying or static, key=lambda s: (s["test_accuracy"], -s["macs"]))
     front = [(glance[MS_RUN]["macs"], glance[MS_RUN]["accuracy"])] + \
         [(row["test_macs"], row["test_accuracy"]) for row in sweeps[MS_RUN]]
     needed = claim_checks.macs_to_reach(front, best["test_accuracy"])
@@ -168,25 +175,29 @@ def measure_all(plan, runs: dict, static: list[dict], splits, workdir: Path, *, 
     from msgf.reproduce import static as static_models
 
     batch = runs[MS_RUN].summary["config"]["data"]["eval_batch_size"]
-    static_model = static_models.load(workdir / best["name"], cfg.backbone, cfg.num_classes)
+    static_model = static_models.load(best, workdir, cfg.backbone, cfg.num_classes)
     throughput = {
         "images": len(images), "operating_point": operating[0], "thresholds": operating[1].to_dict(),
         "static": {"name": best["name"], "macs": best["macs"],
-                   **measure.static_throughput(static_model, tuple(best["size"]), images, batch, plan.timing_repeats)},
+                   **measure.static_throughput(static_model, images, batch, plan.timing_repeats)},
         "ms_gfnet": measure.gfnet_throughput(model, operating[1], images, batch, plan.timing_repeats),
     }
     throughput["speedup"] = throughput["ms_gfnet"]["images_per_second"] / throughput["static"]["images_per_second"]
 
-    claim_list = [
-        claim_checks.ms_vs_fixed(_accuracies(sweeps[MS_RUN]), {n: _accuracies(sweeps[n]) for n in fixed_names}),
+    fixed_accuracies = {n: _accuracies(sweeps[n]) for n in fixed_names}
+    claim_list = [claim_checks.ms_vs_fixed(_accuracies(sweeps[MS_RUN]), fixed_accuracies)]
+    if EQUAL_PRESENTATION_RUN in sweeps:
+        claim_list.append(claim_checks.ms_vs_fixed(_accuracies(sweeps[EQUAL_PRESENTATION_RUN]), fixed_accuracies,
+                                                   claim_checks.MS_VS_FIXED_EQUAL_PRESENTATION))
+    claim_list += [
         claim_checks.policy_vs_random(_accuracies(sweeps[MS_RUN]), _accuracies(random_locations)),
         claim_checks.criteria_order(*(_accuracies(criteria[c]) for c in ("confidence", "entropy", "random"))),
         claim_checks.reward(stage2["contrastive"]["accuracy_policy"], stage2["increments"]["accuracy_policy"]),
-        claim_checks.saving(best["macs"], needed),
+        claim_checks.saving(best["macs"] if qualifying else None, needed),
     ]
     return {
         "budgets": budgets,
-        "majority_accuracy": measure.majority_accuracy(traj[MS_RUN]["test"]),
+        "majority_accuracy": majority,
         "glance": glance,
         "sweeps": sweeps,
         "policy_ablation": {"random_seed": seed, "random_locations": random_locations,
@@ -195,7 +206,8 @@ def measure_all(plan, runs: dict, static: list[dict], splits, workdir: Path, *, 
         "criteria": criteria,
         "reward": {name: {k: s[k] for k in ("accuracy_policy", "accuracy_random", "hit_rate_policy",
                                             "hit_rate_random")} for name, s in stage2.items()},
-        "saving": {"best_static": best["name"], "static_accuracy": best["test_accuracy"], "static_macs": best["macs"],
+        "saving": {"qualifying_margin": claim_checks.QUALIFYING_MARGIN,
+                   "qualifying_static": [s["name"] for s in qualifying], "best_static": best["name"], "static_accuracy": best["test_accuracy"], "static_macs": best["macs"],
                    "front": front, "ms_gfnet_macs": needed,
                    "ratio": None if needed is None else best["macs"] / needed},
         "throughput": throughput,

@@ -1,6 +1,9 @@
-"""Static baselines: the GFNet's backbone trained on whole scenes at one input size.
+"""Static baselines: a classifier on whole scenes at one input size, and `ensure_static`, which
+trains (or reuses) a plan's baseline of either kind.
 
-What a user would pick instead of a glance-and-focus model: the torchvision classifier of the
+kind "pooled" (msgf.reproduce.pooled): MS-GFNet's stage-0 f_L with a pooled per-location head.
+
+kind "scratch", below: what a user would pick instead of a glance-and-focus model: the torchvision classifier of the
 same name (fresh weights; nothing is downloaded) on the whole scene resized (antialiased,
 normalised inside msgf.ops.glance) to H x W. Trained on the GFNet runs' training split with
 SGD + Nesterov + cosine and the learning rate, momentum and weight decay of the config's
@@ -14,7 +17,6 @@ model.pt (the best weights) and done.json (its results) once finished.
 from __future__ import annotations
 
 import copy
-import io
 import json
 import time
 from pathlib import Path
@@ -24,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from msgf.atomic import atomic_write
+from msgf.atomic import atomic_save
 from msgf.reproduce.plan import StaticRun
 from msgf.reproduce.runs import read_done, write_done
 
@@ -55,14 +57,15 @@ def inputs(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return ops.glance(images, tuple(size), mean=mean, std=std)
 
 
-def count_macs(model: nn.Module, size: tuple[int, int]) -> int:
-    """Multiply-adds of one image at `size` (H, W): FlopCounterMode's FLOPs / 2, on a meta copy."""
+def count_macs(model: nn.Module, size: tuple[int, int], method: str = "forward") -> int:
+    """Multiply-adds of one normalised image at `size` (H, W) through `model.<method>`:
+    FlopCounterMode's FLOPs / 2, on a meta copy."""
     from torch.utils.flop_counter import FlopCounterMode
 
     meta = copy.deepcopy(model).to("meta").eval()
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():
-        meta(torch.zeros((1, 3, *size), device="meta"))
+        getattr(meta, method)(torch.zeros((1, 3, *size), device="meta"))
     return int(counter.get_total_flops()) // 2
 
 
@@ -103,17 +106,27 @@ def _step(model, optimizer, images, labels, size) -> float:
     return total
 
 
-def load(path: Path, backbone: str, num_classes: int) -> nn.Module:
-    model = build(backbone, num_classes)
-    model.load_state_dict(torch.load(Path(path) / "model.pt", weights_only=True))
-    return model.eval()
+class Scratch(nn.Module):
+    """uint8 (N, H, W, C) scenes -> class scores: a "scratch" baseline's network on `inputs`."""
+
+    def __init__(self, net: nn.Module, size: tuple[int, int]):
+        super().__init__()
+        self.net, self.size = net, tuple(size)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.net(inputs(images, self.size))
 
 
-def _save(payload: dict, path: Path) -> None:
-    buffer = io.BytesIO()
-    torch.save(payload, buffer)
-    with atomic_write(path) as file:
-        file.write(buffer.getvalue())
+def load(results: dict, workdir: Path, backbone: str, num_classes: int) -> nn.Module:
+    """The finished baseline of `results` (ensure_static's) as a module on uint8 scenes."""
+    path, size = Path(workdir) / results["name"], tuple(results["size"])
+    if results.get("kind", "scratch") == "pooled":
+        from msgf.reproduce import pooled
+
+        return pooled.load(path, workdir, size)
+    net = build(backbone, num_classes)
+    net.load_state_dict(torch.load(path / "model.pt", weights_only=True))
+    return Scratch(net, size).eval()
 
 
 def ensure_static(run: StaticRun, config, splits, workdir: Path, *, progress: bool = True, log=print) -> dict:
@@ -121,6 +134,14 @@ def ensure_static(run: StaticRun, config, splits, workdir: Path, *, progress: bo
     `config.data`); its results: sizes, MACs, best epoch, validation and test accuracy."""
     if run.epochs < 1:
         raise ValueError(f"epochs: static baseline {run.name} needs at least one epoch, got {run.epochs}")
+    if run.kind == "pooled":
+        from msgf.reproduce.pooled import ensure_pooled
+
+        return ensure_pooled(run, config, splits, workdir, progress=progress, log=log)
+    return _ensure_scratch(run, config, splits, workdir, progress=progress, log=log)
+
+
+def _ensure_scratch(run: StaticRun, config, splits, workdir: Path, *, progress: bool, log) -> dict:
     out = Path(workdir) / run.name
     s0, data = config.stage0, config.data
     recipe = {"backbone": config.backbone, "size": list(run.size), "epochs": run.epochs, "seed": config.seed,
@@ -178,14 +199,14 @@ def ensure_static(run: StaticRun, config, splits, workdir: Path, *, progress: bo
         state["history"].append({"epoch": epoch, "loss": total_loss / len(batches), "val_accuracy": val,
                                  "seconds": round(seconds, 1)})
         state["epoch"], state["seconds"] = epoch + 1, state["seconds"] + seconds
-        _save({"recipe": recipe, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+        atomic_save({"recipe": recipe, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                "scheduler": scheduler.state_dict(), "state": state}, state_path)
         log(f"{run.name} epoch {epoch + 1}/{run.epochs} ({seconds:.0f}s) | loss {total_loss / len(batches):.4f} "
             f"| val accuracy {val:.4f}")
     model.load_state_dict(state["best"])
     test = accuracy(model, splits.evaluation("test"), run.size, data.eval_batch_size)
-    _save(model.state_dict(), out / "model.pt")
-    results = {"name": run.name, "size": list(run.size), "epochs": run.epochs, "macs": count_macs(model, run.size),
+    atomic_save(model.state_dict(), out / "model.pt")
+    results = {"name": run.name, "kind": run.kind, "size": list(run.size), "epochs": run.epochs, "macs": count_macs(model, run.size),
                "best_epoch": state["best_epoch"], "val_accuracy": state["best_val"], "test_accuracy": test,
                "history": state["history"]}
     write_done(out, recipe, state["seconds"], results=results)

@@ -1,4 +1,5 @@
 import pytest
+import torch
 
 from msgf.reproduce import claims
 
@@ -6,6 +7,33 @@ from msgf.reproduce import claims
 @pytest.fixture(scope="module", autouse=True)
 def _one_thread(single_torch_thread):
     """See tests/conftest.py: single_torch_thread."""
+
+
+class FakeSplits:
+    """msgf.train.data.Splits' interface over a few random scenes of `size` (H, W)."""
+
+    def __init__(self, size=(24, 32)):
+        gen = torch.Generator().manual_seed(0)
+        self.sets = {}
+        for name, count in (("train", 16), ("val", 8), ("test", 8)):
+            images = torch.randint(0, 256, (count, *size, 3), dtype=torch.uint8, generator=gen)
+            self.sets[name] = [{"image": images[i], "label": i % 4, "boxes": torch.zeros((0, 4)), "path": None}
+                               for i in range(count)]
+
+    def train(self, stage, epoch):
+        return self.sets["train"]
+
+    def evaluation(self, which):
+        return self.sets[which]
+
+    def classes(self):
+        return ["EMPTY", "50", "70", "80"]
+
+
+@pytest.fixture
+def fake_splits():
+    """FakeSplits, to call with a scene size."""
+    return FakeSplits
 
 
 def _row(budget, accuracy, macs):

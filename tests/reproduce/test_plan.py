@@ -12,13 +12,15 @@ def _without(config, *keys):
     return values
 
 
-@pytest.mark.parametrize("name, train_preset", [("tiny", "smoke"), ("cpu", "cpu-demo-scratch")])
+@pytest.mark.parametrize("name, train_preset", [("tiny", "smoke"), ("cpu", "cpu-demo"),
+                                                ("cpu-scratch", "cpu-demo-scratch")])
 def test_runs_derive_from_the_training_preset(name, train_preset):
     plan = plans.plan(name, seed=3)
     base = presets.preset(train_preset, seed=3)
     assert plan.base_config() == base
     runs = {r.name: r for r in plan.gfnet_runs()}
-    assert list(runs) == ["ms", *(f"fixed-{s}" for s in base.patch_sizes), "ms-increments"]
+    equal = ["ms-equal-presentation"] if plan.equal_presentation else []
+    assert list(runs) == ["ms", *(f"fixed-{s}" for s in base.patch_sizes), "ms-increments", *equal]
     for size in base.patch_sizes:
         fixed = runs[f"fixed-{size}"].config()
         assert fixed.patch_sizes == (size,) and _without(fixed, "patch_sizes") == _without(base, "patch_sizes")
@@ -29,6 +31,24 @@ def test_runs_derive_from_the_training_preset(name, train_preset):
     assert increments.config().stage2.reward == "increments" and base.stage2.reward == "contrastive"
     assert increments.config().stage2.epochs == base.stage2.epochs
     assert increments.stages == (2,) and increments.init == ("ms", "stage1.ckpt")
+    if equal:
+        # as many patches of each size as a fixed-size run sees: the epochs of every stage that
+        # draws a size per step, times the number of sizes
+        presented = runs["ms-equal-presentation"]
+        assert presented.stages == (1, 2, 3) and presented.init == ("ms", "stage0.ckpt")
+        n = len(base.patch_sizes)
+        for k in (1, 2, 3):
+            assert getattr(presented.config(), f"stage{k}").epochs == getattr(base, f"stage{k}").epochs * n
+        assert _without(presented.config(), "stage1", "stage2", "stage3") == _without(base, "stage1", "stage2",
+                                                                                        "stage3")
+
+
+def test_the_cpu_plan_starts_every_model_from_imagenet_through_ms_gfnets_stage_0():
+    plan = plans.plan("cpu")
+    assert plan.base_config().pretrained == "DEFAULT" and plan.equal_presentation
+    assert all(s.kind == "pooled" for s in plan.static)
+    assert all(r.init == ("ms", "stage0.ckpt") for r in plan.gfnet_runs() if r.name.startswith("fixed-"))
+    assert plans.plan("cpu-scratch").base_config().pretrained is None
 
 
 @pytest.mark.parametrize("name", plans.PRESETS)
@@ -53,3 +73,4 @@ def test_bad_arguments_name_themselves():
 def test_tiny_reports_into_the_workdir_and_cpu_into_docs():
     assert plans.plan("tiny").default_report_dir is None
     assert str(plans.plan("cpu").default_report_dir) == "docs/results"
+    assert str(plans.plan("cpu-scratch").default_report_dir) == "docs/results/scratch"

@@ -8,27 +8,6 @@ from msgf.reproduce.plan import StaticRun
 from msgf.train import presets
 
 
-class FakeSplits:
-    """msgf.train.data.Splits' interface over a few random 24x32 scenes."""
-
-    def __init__(self):
-        gen = torch.Generator().manual_seed(0)
-        self.sets = {}
-        for name, count in (("train", 16), ("val", 8), ("test", 8)):
-            images = torch.randint(0, 256, (count, 24, 32, 3), dtype=torch.uint8, generator=gen)
-            self.sets[name] = [{"image": images[i], "label": i % 4, "boxes": torch.zeros((0, 4)), "path": None}
-                               for i in range(count)]
-
-    def train(self, stage, epoch):
-        return self.sets["train"]
-
-    def evaluation(self, which):
-        return self.sets[which]
-
-    def classes(self):
-        return ["EMPTY", "50", "70", "80"]
-
-
 @pytest.fixture(scope="module")
 def config():
     return presets.preset("smoke", **{"data.batch_size": 8, "data.eval_batch_size": 8})
@@ -44,8 +23,8 @@ def test_count_macs_is_flops_over_two_of_every_layer():
     assert static.count_macs(net, (6, 8)) == conv + 4 * 6 * 8 * 5
 
 
-def test_an_interrupted_baseline_resumes_to_the_same_weights_and_is_then_reused(config, tmp_path):
-    run, splits = StaticRun((24, 32), 2), FakeSplits()
+def test_an_interrupted_baseline_resumes_to_the_same_weights_and_is_then_reused(config, tmp_path, fake_splits):
+    run, splits = StaticRun((24, 32), 2), fake_splits()
     whole = static.ensure_static(run, config, splits, tmp_path / "a", progress=False, log=lambda m: None)
 
     def stop_after_first_epoch(message):
@@ -58,8 +37,8 @@ def test_an_interrupted_baseline_resumes_to_the_same_weights_and_is_then_reused(
     lines = []
     resumed = static.ensure_static(run, config, splits, tmp_path / "b", progress=False, log=lines.append)
     assert lines[0] == f"{run.name}: resuming at epoch 2/2"
-    a = static.load(tmp_path / "a" / run.name, config.backbone, 4).state_dict()
-    b = static.load(tmp_path / "b" / run.name, config.backbone, 4).state_dict()
+    a = static.load(whole, tmp_path / "a", config.backbone, 4).state_dict()
+    b = static.load(resumed, tmp_path / "b", config.backbone, 4).state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert resumed["test_accuracy"] == whole["test_accuracy"]
     assert [h["val_accuracy"] for h in resumed["history"]] == [h["val_accuracy"] for h in whole["history"]]
@@ -70,9 +49,9 @@ def test_an_interrupted_baseline_resumes_to_the_same_weights_and_is_then_reused(
     assert again["reused"] and "reused" in lines[0] and again["test_accuracy"] == whole["test_accuracy"]
 
 
-def test_a_static_run_needs_an_epoch(config, tmp_path):
+def test_a_static_run_needs_an_epoch(config, tmp_path, fake_splits):
     with pytest.raises(ValueError, match="epochs"):
-        static.ensure_static(StaticRun((24, 32), 0), config, FakeSplits(), tmp_path, progress=False)
+        static.ensure_static(StaticRun((24, 32), 0), config, fake_splits(), tmp_path, progress=False)
 
 
 def test_large_batches_are_split_into_chunks_with_the_same_step(monkeypatch):
