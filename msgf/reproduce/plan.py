@@ -68,7 +68,8 @@ class StaticRun:
 
     @property
     def name(self) -> str:
-        return f"static-{self.size[0]}x{self.size[1]}"
+        prefix = "static" if self.kind == "scratch" else f"static-{self.kind}"
+        return f"{prefix}-{self.size[0]}x{self.size[1]}"
 
 
 @dataclass(frozen=True)

@@ -56,7 +56,7 @@ def curve_points(report: dict) -> tuple[dict, dict]:
     glance = report["glance"]["ms"]
     curves[RANDOM_LABEL] = [(glance["macs"], glance["accuracy"])] + \
         [(r["test_macs"], r["test_accuracy"]) for r in report["policy_ablation"]["random_locations"]]
-    static = {f"static {s['size'][0]}x{s['size'][1]}": (s["macs"], s["test_accuracy"]) for s in report["static"]}
+    static = {s["name"].replace("-", " ", 1): (s["macs"], s["test_accuracy"]) for s in report["static"]}
     return curves, static
 
 

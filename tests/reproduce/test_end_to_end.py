@@ -15,17 +15,20 @@ def test_tiny_preset_end_to_end_and_resumed(tmp_path, capfd):
     for name in ("synthsigns.md", "synthsigns.json", "synthsigns_curves.png", "synthsigns_scenes.png"):
         assert (workdir / name).stat().st_size > 0, name  # tiny reports into its workdir
     report = json.loads((workdir / "synthsigns.json").read_text())
-    assert [c["name"] for c in report["claims"]] == list(claims.NAMES)
+    assert [c["name"] for c in report["claims"]] == [claims.NAMES[0], claims.MS_VS_FIXED_EQUAL_PRESENTATION,
+                                                     *claims.NAMES[1:]]
     runs = [r["name"] for r in report["plan"]["gfnet_runs"]] + [s["name"] for s in report["plan"]["static"]]
-    assert len(runs) == 7 and all((workdir / name / "done.json").exists() for name in runs)
+    assert len(runs) == 9 and all((workdir / name / "done.json").exists() for name in runs)
     assert report["reused"] == [] and report["environment"]["training_jobs"] == 2
     fixed = json.loads((workdir / "fixed-48" / "summary.json").read_text())
     assert fixed["stages"] == [1, 2, 3] and "ms/stage0.ckpt" in capfd.readouterr().out  # ms's backbone
     budgets = report["budgets"]
     assert len(budgets) >= 6 and all(len(rows) == len(budgets) for rows in report["sweeps"].values())
-    assert set(report["sweeps"]) == {"ms", "fixed-48", "fixed-64"}
+    assert set(report["sweeps"]) == {"ms", "ms-equal-presentation", "fixed-48", "fixed-64"}
+    pooled = [s for s in report["static"] if s["kind"] == "pooled"]
+    assert len(pooled) == 1 and pooled[0]["train_samples"] == 64 and "counts_for_saving" in pooled[0]
     md = (workdir / "synthsigns.md").read_text()
-    assert sum(line.startswith(("- **PASS**", "- **FAIL**")) for line in md.splitlines()) == 5
+    assert sum(line.startswith(("- **PASS**", "- **FAIL**")) for line in md.splitlines()) == 6
 
     assert cli.main(["reproduce", "--preset", "tiny", "--workdir", str(workdir), "--no-progress",
                      "--out", str(tmp_path / "again")]) == 0
