@@ -86,6 +86,23 @@ def antialiased_resize(image: np.ndarray, h: int, w: int,
     return np.stack(channels, axis=-1)
 
 
+def as_rgb(pixels: np.ndarray, name: str) -> np.ndarray:
+    """uint8 (h, w, C) with C in 1, 3, 4 -> (h, w, 3): gray repeated, alpha dropped, like decode_image."""
+    if pixels.dtype != np.uint8 or pixels.ndim != 3:
+        raise ValueError(f"{name}: expected uint8 (h, w, C) pixels, got {pixels.dtype} {pixels.shape}")
+    if pixels.shape[2] == 3:
+        return pixels
+    if pixels.shape[2] == 1:
+        return np.repeat(pixels, 3, axis=2)
+    if pixels.shape[2] == 4:
+        return pixels[:, :, :3]
+    raise ValueError(f"{name}: expected 1, 3 or 4 channels, got {pixels.shape[2]}")
+
+
+def reader_name(reader) -> str:
+    return str(getattr(reader, "path", None) or type(reader).__name__)
+
+
 def _as_hwc(array: np.ndarray) -> np.ndarray:
     return array[:, :, None] if array.ndim == 2 else array
 

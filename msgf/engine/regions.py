@@ -24,24 +24,8 @@ import torch
 from torch import Tensor
 
 from msgf import ops
+from msgf.data.regions import as_rgb, reader_name  # noqa: F401 (part of this module's API)
 from msgf.models.state import GFState, cat_states
-
-
-def as_rgb(pixels: np.ndarray, name: str) -> np.ndarray:
-    """uint8 (h, w, C) with C in 1, 3, 4 -> (h, w, 3): gray repeated, alpha dropped, like decode_image."""
-    if pixels.dtype != np.uint8 or pixels.ndim != 3:
-        raise ValueError(f"{name}: expected uint8 (h, w, C) pixels, got {pixels.dtype} {pixels.shape}")
-    if pixels.shape[2] == 3:
-        return pixels
-    if pixels.shape[2] == 1:
-        return np.repeat(pixels, 3, axis=2)
-    if pixels.shape[2] == 4:
-        return pixels[:, :, :3]
-    raise ValueError(f"{name}: expected 1, 3 or 4 channels, got {pixels.shape[2]}")
-
-
-def reader_name(reader) -> str:
-    return str(getattr(reader, "path", None) or type(reader).__name__)
 
 
 def patch_box(loc: Tensor, side: int, image_hw: tuple[int, int]) -> tuple[int, int, int, int]:
@@ -86,7 +70,8 @@ class RegionSource:
         states = []
         for rows in groups.values():
             batch = torch.from_numpy(np.stack([inputs[r] for r in rows])).to(device)
-            state = model.glance(batch)
+            # the full (H, W), not the glance-sized read's: pi's spatial head places patches by it
+            state = model.glance(batch, torch.tensor([self.image_hw[r] for r in rows], dtype=torch.float32))
             states.append(replace(state, index=torch.tensor(rows, dtype=torch.int64, device=device)))
         state = cat_states(states) if len(states) > 1 else states[0]
         return state.select(torch.argsort(state.index))

@@ -71,11 +71,14 @@ class GFNet(nn.Module):
             states.append(self.focus(states[-1], images, where, side[:, t], proposal=proposal))
         return states
 
-    def glance(self, images: Tensor) -> GFState:
-        """Step 1 for the whole batch: the whole image at glance_size through f_G."""
+    def glance(self, images: Tensor, image_hw: Tensor | None = None) -> GFState:
+        """Step 1 for the whole batch: the whole image at glance_size through f_G.
+
+        image_hw: (N, 2) full-resolution (H, W) of each image where `images` are smaller copies
+        of them (a TIFF's pyramid level): pi's spatial head places patches by the image's size."""
         cfg = self.config
         x = ops.glance(images, cfg.glance_size, mean=cfg.mean, std=cfg.std, out_dtype=self._input_dtype())
-        return self._glance_step(x, _image_hw(images))
+        return self._glance_step(x, _image_hw(images) if image_hw is None else image_hw)
 
     def propose(self, state: GFState, sizes) -> Proposal:
         """pi's next-location distribution for each sample of `state`, given its next patch size.

@@ -104,13 +104,13 @@ class LocationPolicy(nn.Module):
         cells = self.map_side * self.map_side
         return self.cell.hidden_size + (4 * cells + 2 if self.head == "spatial" else 0)
 
-    def initial_hidden(self, batch: int, like: Tensor, image_hw: tuple[int, int] | None = None) -> Tensor:
-        """Zeros, with the image size where the spatial head keeps it (unknown: 0, and the
-        location is then the centre's image fraction itself)."""
+    def initial_hidden(self, batch: int, like: Tensor, image_hw: tuple[int, int] | Tensor | None = None) -> Tensor:
+        """Zeros, with the image size where the spatial head keeps it: one (H, W) for the batch
+        or (batch, 2) of them (unknown: 0, and the location is then the centre's image fraction
+        itself)."""
         hidden = like.new_zeros((batch, self.state_size()))
         if self.head == "spatial" and image_hw is not None:
-            hidden[:, -2] = float(image_hw[0])
-            hidden[:, -1] = float(image_hw[1])
+            hidden[:, -2:] = torch.as_tensor(image_hw, dtype=hidden.dtype).to(hidden.device).expand(batch, 2)
         return hidden
 
     def forward(self, feature_map: Tensor, last_size_index: Tensor, next_size_index: Tensor,

@@ -121,7 +121,9 @@ def step_api_oracle(model, path, sides) -> tuple[list[tuple[int, float]], list[l
     reader = open_image(path)
     size = model.config.glance_size
     with torch.inference_mode():
-        state = model.glance(torch.from_numpy(reader.read_glance(size, size))[None])
+        # a pyramid level stands for the whole image: pi places patches by the full (H, W)
+        state = model.glance(torch.from_numpy(reader.read_glance(size, size))[None],
+                             torch.tensor([full.shape[1:3]], dtype=torch.float32))
         steps, boxes = [(int(state.logits.argmax()), float(state.confidence[0]))], []
         for side in sides:
             proposal = model.propose(state, side)

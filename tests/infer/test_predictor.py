@@ -71,6 +71,29 @@ def test_tiff_region_reads_match_the_step_api_on_the_whole_image(model, small_ti
     assert [p.size for p in result.patches] == [32, 48] and result.image_hw == (600, 800)
 
 
+def test_a_spatial_policy_places_a_tiff_patch_by_the_full_image_not_the_glance_read(small_tiff, forced):
+    """The spatial head puts the patch centre at its chosen cell's centre, as a fraction of the
+    image: with the image size unknown (0) its location *is* that fraction, an oracle that does
+    not depend on how the size reaches the policy. A TIFF's glance comes from a pyramid level
+    of 64 px, which must not stand in for the 600x800 image."""
+    from msgf import ops
+
+    torch.manual_seed(0)
+    model = msgf.build_model("resnet18", num_classes=4, glance_size=32, patch_sizes=[32, 48], T=3,
+                             policy_head="spatial").eval()
+    path, _ = small_tiff
+    reader = open_image(path)
+    (result,) = msgf.Predictor(model, thresholds=forced).predict_regions([reader])
+    with torch.inference_mode():
+        state = model.glance(torch.from_numpy(reader.read_glance(32, 32))[None])
+        state.policy_hidden[:, -2:] = 0.0  # size unknown: the location is the cell's image fraction
+        centre = model.propose(state, 32).mean[0]
+    hw = torch.tensor([600.0, 800.0])
+    expected = ops.focus_boxes(((centre * hw - 16) / (hw - 32)).clamp(0, 1)[None], 32, (600, 800))[0, 1:]
+    assert list(result.patches[0].box) == [int(v) for v in expected.tolist()]
+    reader.close()
+
+
 def test_threads_share_one_predictor(model, thresholds, photos):
     predictor = msgf.Predictor(model, thresholds=thresholds)
     arrays = list(photos.values())
