@@ -138,7 +138,9 @@ def measure_all(plan, runs: dict, static: list[dict], splits, workdir: Path, *, 
                                          progress=progress)
     random_traj = {which: Trajectories.load(path) for which, path in random_paths.items()}
     random_locations = measure.sweep(random_traj["val"], random_traj["test"], budgets, method=method)
-    final = runs[MS_RUN].summary["results"][f"stage{runs[MS_RUN].summary['stages'][-1]}"]
+    # the last stage that trained: a stage of 0 epochs (cpu-demo's stage III) has no results
+    results = runs[MS_RUN].summary["results"]
+    final = results[max((k for k in results if k.startswith("stage")), key=lambda k: int(k.removeprefix("stage")))]
 
     log(f"  {MS_RUN}: exit criteria entropy and random")
     criteria = {"confidence": sweeps[MS_RUN]}
