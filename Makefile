@@ -21,7 +21,7 @@ $(STAMP): $(PY) $(SOURCES)
 	$(PIP) install --quiet -c $(PINS) torch torchvision
 	$(PIP) install --quiet -c $(PINS) $(BUILD_TOOLS)
 	$(PIP) install --quiet -c $(PINS) --no-build-isolation -e ./threshold_search
-	$(PIP) install --quiet -c $(PINS) --no-build-isolation -e ".[dev,pretrained]"
+	$(PIP) install --quiet -c $(PINS) --no-build-isolation -e ".[dev,pretrained,deploy]"
 	touch $(STAMP)
 
 # Rebuild the C++/CUDA extension after editing csrc/.

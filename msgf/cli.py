@@ -18,6 +18,7 @@ COMMAND_MODULES = [  # each defines register(subparsers); keep one per line
     "msgf.commands.train",
     "msgf.commands.data",
     "msgf.commands.infer",
+    "msgf.commands.export",
     "msgf.commands.reproduce",
 ]
 

@@ -6,6 +6,10 @@ focus patch as a region. One JSON line per image, then one summary line. A file 
 read is reported by name and skipped; the exit status is 1 if any was. A batch holds its
 decoded JPEG/PNG files at once (TIFFs are never decoded whole): lower --batch for huge JPEGs.
 
+With --runtime onnx, CKPT is a directory written by `msgf export`, run by onnxruntime
+(msgf.deploy.OnnxPredictor) without importing torch; the lines are the same (confidences agree to
+about 1e-6, see tests/deploy). One process only: --device and torchrun are for the torch runtime.
+
 Under torchrun, each process takes every world-size-th batch and writes its lines to
 OUT.part<rank>-of-<size>; rank 0 merges them into --out in input order and writes the one
 summary. With the same threads per process, the lines are byte-identical to one process's.
@@ -40,7 +44,8 @@ def register(subparsers) -> None:
                     "skipped and named on stderr and in the summary's failed_files. Exit status: 0 if every "
                     "input was read, 1 if any was skipped, 2 for a usage error (checkpoint, thresholds, a "
                     "malformed manifest).")
-    parser.add_argument("checkpoint", metavar="CKPT", type=Path, help="checkpoint written by msgf train")
+    parser.add_argument("checkpoint", metavar="CKPT", type=Path,
+                        help="checkpoint written by msgf train (with --runtime onnx: a directory written by msgf export)")
     parser.add_argument("paths", metavar="PATH", nargs="+",
                         help="image files (JPEG, PNG, TIFF incl. tiled/pyramidal), directories, or manifests "
                              "(.csv/.jsonl, whose labels colour --visualize)")
@@ -56,6 +61,9 @@ def register(subparsers) -> None:
                         help="keep the lines already in --out and add those of the inputs it lacks")
     parser.add_argument("--visualize", type=Path, metavar="DIR",
                         help="write one PNG of the glance and patches per image")
+    parser.add_argument("--runtime", choices=("torch", "onnx"), default="torch",
+                        help="torch: the checkpoint in PyTorch; onnx: an `msgf export` directory in onnxruntime, "
+                             "without importing torch (default: torch)")
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     parser.add_argument("--workers", type=_non_negative,
                         help="threads that decode images and read glances ahead of the model; 0 reads in the "
@@ -67,7 +75,23 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
+class _OneProcess:
+    """The world of a run without torch.distributed (the onnx runtime)."""
+
+    rank, size, is_main, distributed = 0, 1, True, False
+
+
 def run(args) -> int:
+    if args.runtime == "onnx":
+        # No torch here: onnxruntime runs the export, and torch's import alone costs ~700 MB of RSS.
+        if args.device != "cpu":
+            print("msgf infer: error: --device: the onnx runtime runs on the CPU only", file=sys.stderr)
+            return 2
+        if "LOCAL_RANK" in os.environ:
+            print("msgf infer: error: --runtime onnx runs in one process; start it without torchrun",
+                  file=sys.stderr)
+            return 2
+        return _run(args, _OneProcess(), None)
     import torch
 
     from msgf.train import distributed
@@ -87,20 +111,22 @@ def _share_cpus(args) -> None:
     """Reading threads and the model's threads split the CPUs: on 2 CPUs, one thread decoding
     ahead and one running the model beat two model threads with no read-ahead by 1.65-1.67x
     (benchmarks/results/infer_scale.md), since small models gain little from a second thread."""
-    import torch
-
+    runtime = getattr(args, "runtime", "torch")
     cpus = len(os.sched_getaffinity(0))
     if args.workers is None:
         args.workers = 1 if cpus <= 2 else 2
     if args.threads is None and "OMP_NUM_THREADS" not in os.environ:
         args.threads = max(1, cpus - args.workers)
-    if args.threads is not None:
+    if args.threads is None and runtime == "onnx":  # onnxruntime ignores OMP_NUM_THREADS
+        value = os.environ["OMP_NUM_THREADS"]
+        args.threads = max(1, int(value)) if value.strip().isdigit() else None
+    if args.threads is not None and runtime == "torch":
+        import torch
+
         torch.set_num_threads(args.threads)
 
 
 def _run(args, world, device) -> int:
-    from msgf.checkpoint import CheckpointError
-    from msgf.infer import Predictor
     from msgf.infer.inputs import collect_inputs
 
     _share_cpus(args)
@@ -111,9 +137,17 @@ def _run(args, world, device) -> int:
         return 2
 
     try:
-        predictor = Predictor(args.checkpoint, budget=args.budget, thresholds=args.thresholds, device=device)
+        if args.runtime == "onnx":
+            from msgf.deploy.predictor import OnnxPredictor
+
+            predictor = OnnxPredictor(args.checkpoint, budget=args.budget, thresholds=args.thresholds,
+                                      threads=args.threads)
+        else:
+            from msgf.infer import Predictor
+
+            predictor = Predictor(args.checkpoint, budget=args.budget, thresholds=args.thresholds, device=device)
         inputs = collect_inputs(args.paths)
-    except (CheckpointError, ValueError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError) as error:  # CheckpointError and ManifestError are ValueErrors
         return usage(str(error))
     if not inputs:
         return usage(f"no images found in {args.paths}")
@@ -167,6 +201,8 @@ def _run(args, world, device) -> int:
 
 
 def _barrier(world) -> None:
+    if not world.distributed:  # one process: nothing to wait for, and no torch to import (--runtime onnx)
+        return
     from msgf.train import distributed
 
     distributed.barrier(world)

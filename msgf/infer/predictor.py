@@ -7,55 +7,19 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import itertools
 import os
 import threading
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from msgf.engine import ImageBatch, Predictions, Thresholds, for_budget, predict_from
 from msgf.engine.regions import RegionSource, patch_box
+from msgf.infer.results import ImagePrediction, Step
+from msgf.infer.streaming import RegionStreaming
 
 
-@dataclass(frozen=True)
-class Step:
-    """One step of one image: t (1 = glance), input side, box (x0, y0, x1, y1) in image pixels
-    (the whole image for the glance), and the prediction and confidence after it."""
-
-    step: int
-    size: int
-    box: tuple[int, int, int, int]
-    pred: int
-    confidence: float
-
-
-@dataclass(frozen=True)
-class ImagePrediction:
-    """The result for one image: prediction and confidence at the exit step, MACs, every step run."""
-
-    pred: int
-    class_name: str
-    confidence: float
-    exit_step: int
-    macs: int
-    image_hw: tuple[int, int]
-    steps: list[Step] = field(default_factory=list)
-
-    @property
-    def patches(self) -> list[Step]:
-        """The focus steps (t >= 2)."""
-        return self.steps[1:]
-
-    def to_dict(self) -> dict:
-        return {"class": self.class_name, "class_index": self.pred, "confidence": self.confidence,
-                "exit_step": self.exit_step, "macs": self.macs, "image_size": list(self.image_hw),
-                "patches": [{"step": s.step, "size": s.size, "box": list(s.box)} for s in self.patches],
-                "steps": [{"step": s.step, "class_index": s.pred, "confidence": s.confidence} for s in self.steps]}
-
-
-class Predictor:
+class Predictor(RegionStreaming):
     """`Predictor(ckpt, budget="1.5G")` or `Predictor(ckpt, thresholds=...)`.
 
     ckpt: a checkpoint path (msgf.load_checkpoint) or a GFNet in eval mode. budget: MACs per
@@ -105,58 +69,6 @@ class Predictor:
         .read_glance): the glance and each focus patch are read as regions, never the whole image."""
         source = RegionSource(readers)
         return self._run(source, source.image_hw)
-
-    def predict_stream(self, inputs, *, batch_size: int = 32, workers: int = 2, depth: int | None = None):
-        """(input, ImagePrediction or the error) for each of `inputs` (paths, or region readers), in
-        input order, as a generator over a stream of any length. Paths are opened (JPEG/PNG
-        decoded, a TIFF's glance read) on `workers` threads while the model runs, at most `depth`
-        (default 2 batches) ahead, so memory stays bounded; focus regions are read when chosen.
-        A file that cannot be read, or a batch that fails, costs only the results of its own
-        inputs: each comes back as the exception (ValueError or OSError) instead of a result."""
-        for item, reader, result in self.predict_stream_readers(inputs, batch_size=batch_size, workers=workers,
-                                                                 depth=depth):
-            if reader is not None and reader is not item:
-                reader.close()
-            yield item, result
-
-    def predict_stream_readers(self, inputs, *, batch_size: int = 32, workers: int = 2, depth: int | None = None):
-        """As predict_stream, with each input's opened reader (None where it could not be opened):
-        (input, reader, result or error). The caller closes the readers it did not pass in."""
-        from msgf.data.regions import open_image
-        from msgf.infer.stream import GlanceReadAhead, read_ahead
-
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size: expected a positive integer, got {batch_size!r}")
-        glance = self.config.glance_size
-
-        def open_input(item):
-            if hasattr(item, "read_region"):
-                return item
-            return GlanceReadAhead(open_image(os.fspath(getattr(item, "path", item))), glance)
-
-        opened = read_ahead(inputs, open_input, workers=workers, depth=depth or 2 * batch_size)
-        while True:
-            batch = list(itertools.islice(opened, batch_size))
-            if not batch:
-                return
-            results = iter(self._predict_each([reader for _, reader in batch if not isinstance(reader, Exception)]))
-            for item, reader in batch:
-                if isinstance(reader, Exception):
-                    yield item, None, reader
-                else:
-                    yield item, reader, next(results)
-
-    def _predict_each(self, readers) -> list:
-        """predict_regions, with a failing batch retried one reader at a time so that one bad
-        file (a corrupt tile, an image smaller than a patch) costs only its own result."""
-        if not readers:
-            return []
-        try:
-            return self.predict_regions(readers)
-        except (ValueError, OSError) as error:
-            if len(readers) == 1:
-                return [error]
-        return [result for reader in readers for result in self._predict_each([reader])]
 
     def _run(self, source, image_hw) -> list[ImagePrediction]:
         try:

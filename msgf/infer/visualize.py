@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import os
 
-from msgf.engine.regions import as_rgb
-from msgf.infer.predictor import ImagePrediction
+from msgf.data.regions import as_rgb
+from msgf.infer.results import ImagePrediction
 
 RIGHT, WRONG, UNKNOWN = "#1a9850", "#d73027", "#fdae61"
 ANNOTATED = "#00e5ff"  # cyan: apart from the green/red patches on any scene
