@@ -109,8 +109,13 @@ def median_throughput(run, num_images: int, repeats: int) -> dict:
 
 
 def static_throughput(model, images: torch.Tensor, batch_size: int, repeats: int) -> dict:
-    """`model` (msgf.reproduce.static.load's) takes the uint8 scenes: the resize is timed too."""
+    """`model` (msgf.reproduce.static.load's) takes the uint8 scenes: the resize is timed too.
+    Batches are capped at static.chunk_size's scenes: 64 full 960x1280 scenes at once needed
+    more than 24 GB (the process was killed for memory)."""
+    from msgf.reproduce.static import chunk_size
+
     model.eval()
+    batch_size = chunk_size(batch_size, model.size)
 
     def run():
         for start in range(0, len(images), batch_size):

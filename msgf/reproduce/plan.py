@@ -168,6 +168,8 @@ def _cpu(seed: int) -> Plan:
                 static=tuple(StaticRun(size, 40, kind="pooled", train_samples=300)
                              for size in ((240, 320), (480, 640), (960, 1280))),
                 default_report_dir=Path("docs/results"), equal_presentation=True,
+                # one thread: the 9.4G-MAC static model takes seconds per scene
+                timing_images=16, timing_repeats=3,
                 notes=("static baselines: MS-GFNet's stage-0 f_L, frozen, on the whole scene resized, with its "
                        "FC_2 head applied at every location and log-sum-exp pooled, the head fine-tuned on 300 "
                        "training scenes' maps",))
