@@ -1,8 +1,8 @@
 """Reproduce the paper's claims on the built-in scenes: the same as `msgf reproduce` (issue 7).
 
     OMP_NUM_THREADS=1 python benchmarks/reproduce.py --preset tiny     # minutes: a pipeline check
-    OMP_NUM_THREADS=1 python benchmarks/reproduce.py --preset cpu      # a few hours: docs/results/synthsigns.md
-    python benchmarks/reproduce.py --preset cpu --jobs 2               # two models at a time, 1 thread each
+    python benchmarks/reproduce.py --preset cpu                        # about 2 hours: docs/results/synthsigns.md
+    python benchmarks/reproduce.py --preset cpu-scratch --jobs 2       # from scratch: docs/results/scratch/
 
 Models are cached in --workdir (default runs/reproduce-PRESET); rerun the same command to
 resume an interrupted run or to regenerate the report from finished models.
