@@ -99,6 +99,20 @@ def as_rgb(pixels: np.ndarray, name: str) -> np.ndarray:
     raise ValueError(f"{name}: expected 1, 3 or 4 channels, got {pixels.shape[2]}")
 
 
+def check_readers(readers) -> list:
+    """`readers` as a non-empty list of region readers (.shape, .read_region, .read_glance)."""
+    if isinstance(readers, (str, bytes)) or not hasattr(readers, "__iter__"):
+        raise TypeError(f"readers: expected a sequence of region readers, got {type(readers).__name__}")
+    readers = list(readers)
+    if not readers:
+        raise ValueError("readers: expected a non-empty sequence of region readers")
+    for reader in readers:
+        missing = [a for a in ("shape", "read_region", "read_glance") if not hasattr(reader, a)]
+        if missing:
+            raise TypeError(f"readers: {type(reader).__name__} is not a region reader (no {', '.join(missing)})")
+    return readers
+
+
 def reader_name(reader) -> str:
     return str(getattr(reader, "path", None) or type(reader).__name__)
 

@@ -9,8 +9,6 @@ neither torch nor torchvision: tests/deploy checks that in a fresh interpreter.
 """
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import math
 import os
 from pathlib import Path
@@ -19,10 +17,11 @@ from types import SimpleNamespace
 import numpy as np
 import onnxruntime as ort
 
-from msgf.data.regions import as_rgb, reader_name
+from msgf.data.regions import as_rgb, check_readers, reader_name
 from msgf.deploy.manifest import ManifestError, eta_of, read_manifest
 from msgf.deploy.resize import glance_inputs
 from msgf.deploy.rules import EXIT, focus_box, next_size_index
+from msgf.infer.memory import release_memory
 from msgf.infer.results import ImagePrediction, Step
 from msgf.infer.streaming import RegionStreaming
 
@@ -79,11 +78,11 @@ class OnnxPredictor(RegionStreaming):
     def predict_regions(self, readers) -> list[ImagePrediction]:
         """Region readers (msgf.data.regions.open_image, or anything with .shape, .read_region and
         .read_glance): the glance and each focus patch are read as regions, never the whole image."""
-        readers = _check_readers(readers)
+        readers = check_readers(readers)
         try:
             return self._run(readers)
         finally:
-            _release_memory()
+            release_memory()
 
     # ------------------------------------------------------------------ the Eq. 9 loop
 
@@ -282,19 +281,6 @@ def _choose_eta(manifest: dict, budget, thresholds, cfg) -> np.ndarray:
     return eta
 
 
-def _check_readers(readers) -> list:
-    if isinstance(readers, (str, bytes)) or not hasattr(readers, "__iter__"):
-        raise TypeError(f"readers: expected a sequence of region readers, got {type(readers).__name__}")
-    readers = list(readers)
-    if not readers:
-        raise ValueError("readers: expected a non-empty sequence of region readers")
-    for reader in readers:
-        missing = [a for a in ("shape", "read_region", "read_glance") if not hasattr(reader, a)]
-        if missing:
-            raise TypeError(f"readers: {type(reader).__name__} is not a region reader (no {', '.join(missing)})")
-    return readers
-
-
 def _as_arrays(images) -> list[np.ndarray]:
     if isinstance(images, np.ndarray):
         if images.ndim != 4:
@@ -311,23 +297,6 @@ def _as_arrays(images) -> list[np.ndarray]:
         arrays.append(np.ascontiguousarray(array[:, :, None] if array.ndim == 2 else array))
     return arrays
 
-
-def _libc():
-    name = ctypes.util.find_library("c")
-    try:
-        return ctypes.CDLL(name) if name else None
-    except OSError:
-        return None
-
-
-_LIBC = _libc()
-
-
-def _release_memory() -> None:
-    """Give freed batch memory back to the system (glibc keeps freed heap otherwise), as the
-    PyTorch Predictor does: a long stream should sit at one batch's footprint."""
-    if _LIBC is not None and hasattr(_LIBC, "malloc_trim"):
-        _LIBC.malloc_trim(0)
 
 
 __all__ = ["ManifestError", "OnnxPredictor"]

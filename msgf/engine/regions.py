@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from msgf import ops
-from msgf.data.regions import as_rgb, reader_name  # noqa: F401 (part of this module's API)
+from msgf.data.regions import as_rgb, check_readers, reader_name  # noqa: F401 (part of this module's API)
 from msgf.models.state import GFState, cat_states
 
 
@@ -38,16 +38,7 @@ class RegionSource:
     """Image source over region readers (see the module docstring); used by `predict_from`."""
 
     def __init__(self, readers):
-        if isinstance(readers, (str, bytes)) or not hasattr(readers, "__iter__"):
-            raise TypeError(f"readers: expected a sequence of region readers, got {type(readers).__name__}")
-        readers = list(readers)
-        if not readers:
-            raise ValueError("readers: expected a non-empty sequence of region readers")
-        for reader in readers:
-            missing = [a for a in ("shape", "read_region", "read_glance") if not hasattr(reader, a)]
-            if missing:
-                raise TypeError(f"readers: {type(reader).__name__} is not a region reader (no {', '.join(missing)})")
-        self.readers = readers
+        self.readers = readers = check_readers(readers)
         self.image_hw = [tuple(int(v) for v in reader.shape[:2]) for reader in readers]
 
     def __len__(self) -> int:

@@ -5,8 +5,6 @@ uses is local to the call and dropped when it returns (see `_release_memory`).
 """
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import os
 import threading
 
@@ -15,6 +13,7 @@ import torch
 
 from msgf.engine import ImageBatch, Predictions, Thresholds, for_budget, predict_from
 from msgf.engine.regions import RegionSource, patch_box
+from msgf.infer.memory import release_memory
 from msgf.infer.results import ImagePrediction, Step
 from msgf.infer.streaming import RegionStreaming
 
@@ -150,21 +149,8 @@ def _as_arrays(images) -> list[np.ndarray]:
     return arrays
 
 
-def _libc():
-    name = ctypes.util.find_library("c")
-    try:
-        return ctypes.CDLL(name) if name else None
-    except OSError:
-        return None
-
-
-_LIBC = _libc()
-
-
 def _release_memory() -> None:
-    """Give freed batch memory back to the system: a long-running pipeline should sit at the
-    footprint of one batch, not at its high-water mark (glibc keeps freed heap otherwise)."""
+    """Freed batch memory back to the system, and CUDA's cached blocks back to the device."""
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         torch.cuda.empty_cache()
-    if _LIBC is not None and hasattr(_LIBC, "malloc_trim"):
-        _LIBC.malloc_trim(0)
+    release_memory()
