@@ -99,6 +99,25 @@ def as_rgb(pixels: np.ndarray, name: str) -> np.ndarray:
     raise ValueError(f"{name}: expected 1, 3 or 4 channels, got {pixels.shape[2]}")
 
 
+def as_arrays(images) -> list[np.ndarray]:
+    """A uint8 (N, H, W, C) array or a non-empty list of uint8 (H, W[, C]) arrays -> contiguous
+    (H, W, C) arrays, one per image (a 2-D image gets a channel axis)."""
+    if isinstance(images, np.ndarray):
+        if images.ndim != 4:
+            raise ValueError(f"images: expected a uint8 (N, H, W, C) batch, got shape {images.shape}")
+        images = list(images)
+    if not isinstance(images, (list, tuple)) or not images:
+        raise TypeError(f"images: expected a uint8 (N, H, W, C) array or a non-empty list of (H, W, C) arrays, "
+                        f"got {type(images).__name__}")
+    arrays = []
+    for k, array in enumerate(images):
+        if not isinstance(array, np.ndarray) or array.dtype != np.uint8 or array.ndim not in (2, 3):
+            raise TypeError(f"images[{k}]: expected a uint8 (H, W, C) array, got "
+                            f"{getattr(array, 'dtype', type(array).__name__)} {getattr(array, 'shape', '')}")
+        arrays.append(np.ascontiguousarray(array[:, :, None] if array.ndim == 2 else array))
+    return arrays
+
+
 def check_readers(readers) -> list:
     """`readers` as a non-empty list of region readers (.shape, .read_region, .read_glance)."""
     if isinstance(readers, (str, bytes)) or not hasattr(readers, "__iter__"):

@@ -17,7 +17,7 @@ from types import SimpleNamespace
 import numpy as np
 import onnxruntime as ort
 
-from msgf.data.regions import as_rgb, check_readers, reader_name
+from msgf.data.regions import as_arrays, as_rgb, check_readers, reader_name
 from msgf.deploy.manifest import ManifestError, eta_of, read_manifest
 from msgf.deploy.resize import glance_inputs
 from msgf.deploy.rules import EXIT, focus_box, next_size_index
@@ -73,7 +73,7 @@ class OnnxPredictor(RegionStreaming):
         """Decoded images: a uint8 (N, H, W, C) array or a list of uint8 (H, W, C) arrays of any sizes."""
         from msgf.data.regions import ArrayImage
 
-        return self.predict_regions([ArrayImage(a) for a in _as_arrays(images)])
+        return self.predict_regions([ArrayImage(a) for a in as_arrays(images)])
 
     def predict_regions(self, readers) -> list[ImagePrediction]:
         """Region readers (msgf.data.regions.open_image, or anything with .shape, .read_region and
@@ -279,24 +279,6 @@ def _choose_eta(manifest: dict, budget, thresholds, cfg) -> np.ndarray:
     if sizes is not None and tuple(sizes) != tuple(cfg.patch_sizes):
         raise ValueError(f"thresholds: searched for sizes {tuple(sizes)}, the model has {tuple(cfg.patch_sizes)}")
     return eta
-
-
-def _as_arrays(images) -> list[np.ndarray]:
-    if isinstance(images, np.ndarray):
-        if images.ndim != 4:
-            raise ValueError(f"images: expected a uint8 (N, H, W, C) batch, got shape {images.shape}")
-        images = list(images)
-    if not isinstance(images, (list, tuple)) or not images:
-        raise TypeError(f"images: expected a uint8 (N, H, W, C) array or a non-empty list of (H, W, C) arrays, "
-                        f"got {type(images).__name__}")
-    arrays = []
-    for k, array in enumerate(images):
-        if not isinstance(array, np.ndarray) or array.dtype != np.uint8 or array.ndim not in (2, 3):
-            raise TypeError(f"images[{k}]: expected a uint8 (H, W, C) numpy array, got "
-                            f"{getattr(array, 'dtype', type(array).__name__)} {getattr(array, 'shape', '')}")
-        arrays.append(np.ascontiguousarray(array[:, :, None] if array.ndim == 2 else array))
-    return arrays
-
 
 
 __all__ = ["ManifestError", "OnnxPredictor"]

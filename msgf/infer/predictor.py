@@ -11,6 +11,7 @@ import threading
 import numpy as np
 import torch
 
+from msgf.data.regions import as_arrays
 from msgf.engine import ImageBatch, Predictions, Thresholds, for_budget, predict_from
 from msgf.engine.regions import RegionSource, patch_box
 from msgf.infer.memory import release_memory
@@ -130,23 +131,12 @@ def _choose_thresholds(model, budget, thresholds) -> Thresholds:
 
 
 def _as_arrays(images) -> list[np.ndarray]:
+    """msgf.data.regions.as_arrays, with torch tensors (a batch or list items) taken as arrays."""
     if isinstance(images, torch.Tensor):
         images = images.detach().cpu().numpy()
-    if isinstance(images, np.ndarray):
-        if images.ndim != 4:
-            raise ValueError(f"images: expected a uint8 (N, H, W, C) batch, got shape {images.shape}")
-        images = list(images)
-    if not isinstance(images, (list, tuple)) or not images:
-        raise TypeError(f"images: expected a uint8 (N, H, W, C) array or a non-empty list of (H, W, C) arrays, "
-                        f"got {type(images).__name__}")
-    arrays = []
-    for k, image in enumerate(images):
-        array = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else image
-        if not isinstance(array, np.ndarray) or array.dtype != np.uint8 or array.ndim not in (2, 3):
-            raise TypeError(f"images[{k}]: expected a uint8 (H, W, C) array, got "
-                            f"{getattr(array, 'dtype', type(array).__name__)} {getattr(array, 'shape', '')}")
-        arrays.append(np.ascontiguousarray(array[:, :, None] if array.ndim == 2 else array))
-    return arrays
+    elif isinstance(images, (list, tuple)):
+        images = [i.detach().cpu().numpy() if isinstance(i, torch.Tensor) else i for i in images]
+    return as_arrays(images)
 
 
 def _release_memory() -> None:
