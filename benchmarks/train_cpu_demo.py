@@ -94,7 +94,7 @@ def reading(checkpoint: Path, config: dict, batch: int = 50) -> dict:
 
     from msgf import load_checkpoint, ops
     from msgf.train.data import SynthSignsWithDistractors
-    from msgf.train.loop import centred_crops
+    from msgf.train.sampling import centred_crops
 
     torch.set_flush_denormal(True)
     model = load_checkpoint(checkpoint).eval()

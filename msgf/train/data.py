@@ -31,6 +31,11 @@ def generator(seed: int, stage: int, epoch: int, rank: int = 0, purpose: str = "
     return gen
 
 
+def generator_seed(seed: int, stage: int) -> int:
+    """The seed of a stage's training shuffle (the sampler adds the epoch)."""
+    return stream_seed(seed, stage, 0, 0, "shuffle") % (1 << 31)
+
+
 def open_split(cfg: DataConfig, split: str, *, seed: int, num_samples: int | None, augment: bool) -> Dataset:
     from msgf import data
 

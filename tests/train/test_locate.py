@@ -10,7 +10,7 @@ import torch
 from msgf import ops
 from msgf.train.data import GlanceSet, object_region
 from msgf.train.locate import Locator, locate_loss, locate_targets, top_cell_hits
-from msgf.train.loop import training_crops
+from msgf.train.sampling import training_crops
 
 
 def _cells_by_brute_force(boxes, hw, grid):

@@ -119,7 +119,7 @@ def test_resume_inside_stage0_restores_the_locator(tmp_path):
     assert reference.returncode == 0, output
     out = tmp_path / "killed"
     killed_at = _kill_when(_train(out, *epochs), out, lambda position: position["epoch"] >= 1)
-    assert killed_at["stage_pos"] == 0 and killed_at["locator"] is not None
+    assert killed_at["stage_pos"] == 0 and killed_at["stage_state"] is not None
     resumed = _train(out, *epochs, "--resume")
     output, _ = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, output

@@ -6,9 +6,10 @@ import torch
 
 from msgf import ops
 from msgf.train.data import generator, stream_seed
-from msgf.train.loop import _containing, centred_crops, load_matching, training_crops
 from msgf.train.metrics import patch_hits
 from msgf.train.presets import PRESETS, TrainConfig, paper_for_backbone, preset
+from msgf.train.sampling import _containing, centred_crops, training_crops
+from msgf.train.weights import load_matching
 
 
 def test_presets_build_and_round_trip():
@@ -91,7 +92,7 @@ def test_random_streams_are_per_stage_epoch_rank():
 
 
 def test_object_locations_place_patches_over_the_box():
-    from msgf.train.loop import object_locations
+    from msgf.train.sampling import object_locations
 
     gen = torch.Generator().manual_seed(0)
     boxes = [torch.tensor([[100.0, 30.0, 120.0, 52.0]]), torch.zeros((0, 4))]
@@ -142,15 +143,17 @@ def test_load_matching_carries_every_weight_but_those_shaped_by_the_patch_sizes(
 
 def test_stage0_local_batches_are_the_first_local_samples_windows_once_per_pass(tmp_path):
     from msgf.train.loop import RunOptions, Trainer
+    from msgf.train.stages import EncoderTraining
 
     config = preset("smoke", glance_size=32, patch_sizes=(32, 48), **{
         "data.image_size": (96, 128), "data.train_samples": 16, "data.val_samples": 16, "data.test_samples": 16,
         "data.batch_size": 8, "stage0.glance_samples": 16, "stage0.local_samples": 24})
     trainer = Trainer(config, RunOptions(out=tmp_path, progress=False))
     try:
-        scenes = trainer._scene_set()  # max(glance_samples, local_samples) images, windows of 2 x 48 px
+        stage0 = EncoderTraining(trainer)
+        scenes = stage0._scene_set()  # max(glance_samples, local_samples) images, windows of 2 x 48 px
         assert len(scenes) == 24 and scenes.regions.shape == (24, 96, 96, 3)
-        batches = trainer._local_batches(0)
+        batches = stage0._local_batches(0)
         seen = []
         for _ in range(3):  # one pass over the 24 windows
             windows, labels, boxes = next(batches)
@@ -227,3 +230,15 @@ def test_repeats_earlier_hand_example():
     assert repeats_earlier(patch, []).tolist() == [False] * 3
     assert repeats_earlier(patch, [half]).tolist() == [True, False, False]
     assert repeats_earlier(patch, [half, same]).tolist() == [True, False, True]
+
+
+def test_a_train_state_written_before_stages_kept_their_own_state_still_resumes():
+    # train_state.ckpt files of earlier versions hold stage 0's locator as position["locator"]
+    from msgf.train.state import Position
+
+    locator = {"weight": torch.ones(2)}
+    old = Position(stage_pos=0, epoch=1).to_plain()
+    del old["stage_state"]
+    position = Position.from_plain({**old, "locator": locator})
+    assert position.stage_state is locator and position.epoch == 1
+    assert Position.from_plain(position.to_plain()) == position

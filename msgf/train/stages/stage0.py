@@ -1,0 +1,294 @@
+"""Stage 0: the encoders learn the data before any episode runs.
+
+Trains f_L with FC_2 on full-resolution crops that contain an object (or, in an empty scene, a
+decoy), and, where the config asks, f_G on glances: through FC_1 (`train_glance`) and/or a
+locator head that learns where objects are (`locate_weight`, msgf.train.locate). With
+`freeze_glance_encoder` f_G stays as ImageNet left it and only the locator learns, on its maps
+computed once (`locator_epochs`). Everything else is frozen.
+
+One step: a crop size, `crops_per_image` crops per image (from the scene set's object windows
+with `local_samples`, else this batch's images), cross-entropy on FC_2, plus FC_1's on the
+glances and the locator's loss. Validated by how many objects f_L reads on crops centred on
+them and f_G reads on the glance, and how often the locator's likeliest cell holds the object.
+At the end every focus step's head starts from FC_2, and pi can start from the locator
+(`seed_policy`).
+"""
+from __future__ import annotations
+
+import contextlib
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from msgf import ops
+from msgf.models.heads import CascadeClassifier
+from msgf.train import distributed
+from msgf.train.data import generator, loader
+from msgf.train.evaluation import evaluation_batches
+from msgf.train.locate import Locator, fit_locator, locate_loss, locate_targets, seed_policy, top_cell_hits
+from msgf.train.metrics import image_hw
+from msgf.train.sampling import centred_crops, training_crops
+from msgf.train.stages.base import Stage, Trainable
+from msgf.train.weights import cpu_copy
+
+
+class EncoderNet(nn.Module):
+    """Stage 0's trainable parts: f_L with FC_2 on crops, and f_G on glances through FC_1
+    (`train_glance`) and/or the locator head (`locate_weight`). Only the parts in use are
+    registered, so DistributedDataParallel sees no unused parameters."""
+
+    def __init__(self, model, *, glance_head: bool, locator: nn.Module | None, glance_frozen: bool = False):
+        super().__init__()
+        self.local_encoder, self.local_head = model.local_encoder, model.aux_heads[1]
+        self.glance_head = model.aux_heads[0] if glance_head else None
+        self.glance_frozen = glance_frozen
+        if glance_frozen:  # used, not trained: kept out of the registered (and DDP-synced) modules
+            self.__dict__["global_encoder"] = model.global_encoder
+        elif glance_head or locator is not None:
+            self.global_encoder = model.global_encoder
+        self.locator = locator
+
+    def forward(self, glances, crops):
+        local = self.local_head(self.local_encoder(crops)[1])
+        glance_logits = where = None
+        if glances is not None:
+            with torch.no_grad() if self.glance_frozen else contextlib.nullcontext():
+                fmap, pooled = self.global_encoder(glances)
+            glance_logits = None if self.glance_head is None else self.glance_head(pooled)
+            where = None if self.locator is None else self.locator(fmap)
+        return glance_logits, local, where
+
+
+class EncoderTraining(Stage):
+    number = 0
+    episodic = False
+
+    def __init__(self, run):
+        super().__init__(run)
+        self.locator: Locator | None = None
+        self.locator_state: dict | None = None  # from --resume: the locator is fitted already
+        self.glance_batches = self.local_batches = None
+
+    @property
+    def uses_glance(self) -> bool:
+        """Whether f_L's epochs also run f_G (the locator is fitted apart with locator_epochs)."""
+        s0 = self.settings
+        return s0.train_glance or (s0.locate_weight > 0 and s0.locator_epochs == 0)
+
+    @property
+    def trains_glance(self) -> bool:
+        return self.uses_glance and not self.settings.freeze_glance_encoder
+
+    def prepare(self) -> Trainable:
+        s0 = self.settings
+        self.locator = self._new_locator()
+        module = EncoderNet(self.model, glance_head=s0.train_glance,
+                            locator=self.locator if self.uses_glance else None,
+                            glance_frozen=s0.freeze_glance_encoder)
+        parameters = self.train_only(module.parameters())
+        if s0.locator_epochs > 0 and self.locator_state is None:
+            self._fit_locator()
+        return Trainable(module, *self.sgd_cosine([{"params": parameters, "lr": s0.lr}]))
+
+    def _new_locator(self) -> Locator | None:
+        """The locator head on f_G's map, or None when not asked for. Seeded on its own so that
+        adding it leaves every other initial weight unchanged."""
+        s0 = self.settings
+        if s0.locate_weight <= 0:
+            return None
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.cfg.seed)
+            locator = Locator(self.model.global_encoder.map_channels, hidden=s0.locator_hidden)
+        if self.locator_state is not None:
+            locator.load_state_dict(self.locator_state)
+        return locator.to(self.run.device)
+
+    @torch.no_grad()
+    def _fit_locator(self) -> None:
+        """With a frozen f_G the locator fits on f_G's maps of the training images, computed once
+        (locate.fit_locator). Every process fits the same locator from the same stream."""
+        cfg, m, run = self.cfg, self.model, self.run
+        started = time.time()
+        m.eval()
+        batches = loader(run.splits.train(self.number, 0), batch_size=cfg.data.eval_batch_size, shuffle=False,
+                         seed=0, epoch=0, rank=0, world=1, workers=cfg.data.workers, drop_last=False)
+        maps, objects = [], []
+        for batch in tqdm(batches, desc="stage0 glance maps", unit="batch", leave=False,
+                          disable=not (run.main and run.opt.progress)):
+            images = batch["images"].to(run.device)
+            with run.autocast():
+                glances = ops.glance(images, cfg.glance_size, mean=m.config.mean, std=m.config.std)
+                maps.append(m.global_encoder(glances)[0].float().cpu())
+            distractors = batch.get("distractors") or [torch.zeros((0, 4))] * len(images)
+            objects += [torch.cat([b, d]) for b, d in zip(batch["boxes"], distractors)]
+        m.train()
+        with torch.enable_grad():
+            losses = fit_locator(self.locator, torch.cat(maps), objects, image_hw(images),
+                                 epochs=self.settings.locator_epochs,
+                                 generator=generator(cfg.seed, self.number, 0, 0, "locator"))
+        run.log.print(f"stage0 locator: {len(losses)} passes over {len(objects)} glance maps "
+                      f"({time.time() - started:.0f}s) | loss {losses[0]:.4f} -> {losses[-1]:.4f}")
+
+    # ------------------------------------------------------------------ the data of an epoch
+
+    def start_epoch(self, epoch: int) -> None:
+        self.glance_batches = self._glance_batches(epoch)
+        self.local_batches = self._local_batches(epoch)
+
+    def _scene_set(self):
+        """The GlanceSet: the first max(glance_samples, local_samples) training images as
+        glances, with object windows twice the largest patch where f_L trains on them."""
+        s0, cfg = self.settings, self.cfg
+        count = max(s0.glance_samples if self.uses_glance else 0, s0.local_samples)
+        region = 2 * max(cfg.patch_sizes) if s0.local_samples > 0 else 0
+        return self.run.splits.glances(cfg.glance_size, count, self.model.config.mean, self.model.config.std,
+                                       region)
+
+    def _endless(self, count: int, epoch: int, purpose: str, setting: str):
+        """Batches of indices into the first `count` items of the scene set, endless: a new
+        permutation per pass."""
+        gen = generator(self.cfg.seed, self.number, epoch, self.run.world.rank, purpose)
+        size = self.cfg.data.batch_size
+        if count < size:
+            raise ValueError(f"stage0.{setting} ({count}) is smaller than one batch ({size})")
+        while True:
+            order = torch.randperm(count, generator=gen)
+            for start in range(0, count - size + 1, size):
+                yield order[start:start + size], gen
+
+    def _glance_batches(self, epoch: int):
+        """f_G's batches from the scene set (`glance_samples`): random left-right flips; None to
+        use the batch's own images."""
+        s0 = self.settings
+        if s0.glance_samples <= 0 or not self.uses_glance:
+            return None
+        scenes = self._scene_set()
+        count = min(s0.glance_samples, len(scenes))
+        return ((*scenes.batch(indices, torch.rand(len(indices), generator=gen) < 0.5), scenes.image_hw)
+                for indices, gen in self._endless(count, epoch, "glances", "glance_samples"))
+
+    def _local_batches(self, epoch: int):
+        """f_L's batches from the scene set's object windows (`local_samples`); None to crop the
+        batch's own images."""
+        s0 = self.settings
+        if s0.local_samples <= 0:
+            return None
+        scenes = self._scene_set()
+        batches = self._endless(min(s0.local_samples, len(scenes)), epoch, "regions", "local_samples")
+        return (scenes.region_batch(indices) for indices, _ in batches)
+
+    # ---------------------------------------------------------------------------- one step
+
+    def step(self, net, optimizer, batch, gen) -> dict:
+        cfg, s0, m, device = self.cfg, self.settings, self.model, self.run.device
+        images, labels, boxes, distractors = batch["images"], batch["labels"], batch["boxes"], batch.get("distractors")
+        glance_batch = None if self.glance_batches is None else next(self.glance_batches)
+        local_batch = None if self.local_batches is None else next(self.local_batches)
+        net.train()
+        if s0.freeze_glance_encoder:
+            m.global_encoder.eval()  # its BatchNorm statistics stay the pretrained ones
+        size = self._crop_size(gen)
+        # f_L's crops: from the scene set's object windows (local_samples), or this batch's images
+        sources, crop_labels, crop_objects, crop_distractors = images, labels, boxes, distractors
+        if local_batch is not None:
+            sources, crop_labels, crop_objects = local_batch
+            sources, crop_labels, crop_distractors = sources.to(device), crop_labels.to(device), None
+        crop_boxes = torch.cat([training_crops(crop_objects, size, image_hw(sources), gen, s0.object_crops,
+                                               crop_distractors)
+                                for _ in range(s0.crops_per_image)]).to(device)
+        crop_labels = crop_labels.repeat(s0.crops_per_image)
+        with self.run.autocast():
+            crops = ops.crop_resize(sources, crop_boxes, size, mean=m.config.mean, std=m.config.std).patches[0]
+            if glance_batch is not None:  # f_G learns on the glance set, f_L on this batch's crops
+                glances, glance_labels, objects, glance_hw = glance_batch
+                glances, glance_labels = glances.to(device), glance_labels.to(device)
+            else:
+                glances = ops.glance(images, cfg.glance_size, mean=m.config.mean, std=m.config.std) \
+                    if self.uses_glance else None
+                glance_labels, glance_hw = labels, image_hw(images)
+                objects = boxes if distractors is None else [torch.cat([b, d]) for b, d in zip(boxes, distractors)]
+            if cfg.channels_last and self.run.cuda:
+                crops = crops.contiguous(memory_format=torch.channels_last)
+                glances = None if glances is None else glances.contiguous(memory_format=torch.channels_last)
+            glance_logits, local_logits, where = net(glances, crops)
+            stats = {"local_loss": F.cross_entropy(local_logits.float(), crop_labels)}
+            if glance_logits is not None:
+                stats["glance_loss"] = F.cross_entropy(glance_logits.float(), glance_labels)
+            if where is not None:
+                presence, offsets = locate_targets(objects, glance_hw, tuple(where.shape[-2:]))
+                stats["locate_loss"] = locate_loss(where, presence, offsets)
+        loss = stats["local_loss"] + stats.get("glance_loss", 0.0) + s0.locate_weight * stats.get("locate_loss", 0.0)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return {"loss": float(loss.detach()), **{k: float(v.detach()) for k, v in stats.items()}}
+
+    def _crop_size(self, gen) -> int:
+        sizes = self.cfg.patch_sizes
+        if self.settings.crop_sizes == "smallest":
+            return sizes[0]
+        return sizes[int(torch.randint(len(sizes), (1,), generator=gen))]
+
+    def end_epoch(self) -> None:
+        if self.settings.seed_policy:  # before validation, which keeps the best epoch
+            seed_policy(self.model.policy, self.locator, self.settings.seed_sharpness)
+
+    # ---------------------------------------------------------------------------- validation
+
+    @torch.no_grad()
+    def validate(self) -> dict:
+        cfg, s0, m, run = self.cfg, self.settings, self.model, self.run
+        m.eval()
+        size = cfg.patch_sizes[0] if s0.crop_sizes == "smallest" else cfg.patch_sizes[len(cfg.patch_sizes) // 2]
+        # glance correct, crop correct, images, top cell holds the object, images with an object
+        sums = torch.zeros(5, dtype=torch.float64)
+        for batch in evaluation_batches(run, "val"):
+            images, labels = batch["images"].to(run.device), batch["labels"].to(run.device)
+            boxes = centred_crops(batch["boxes"], size, image_hw(images)).to(run.device)
+            with run.autocast():
+                glances = ops.glance(images, cfg.glance_size, mean=m.config.mean, std=m.config.std)
+                crops = ops.crop_resize(images, boxes, size, mean=m.config.mean, std=m.config.std).patches[0]
+                fmap, pooled = m.global_encoder(glances)
+                g = m.aux_heads[0](pooled).argmax(1)
+                c = m.aux_heads[1](m.local_encoder(crops)[1]).argmax(1)
+            located = (0, 0)
+            if self.locator is not None:
+                where = self.locator(fmap)
+                targets = locate_targets(batch["boxes"], image_hw(images), tuple(where.shape[-2:]))[0]
+                located = top_cell_hits(where, targets)
+            sums += torch.tensor([float((g == labels).sum()), float((c == labels).sum()), len(labels), *located],
+                                 dtype=torch.float64)
+        sums = distributed.all_reduce_sum(run.world, sums)
+        glance_acc, crop_acc = float(sums[0] / sums[2]), float(sums[1] / sums[2])
+        m.train()
+        result = {f"object_crop_accuracy_{size}": crop_acc, "score": crop_acc}
+        if s0.train_glance:
+            result.update(glance_accuracy=glance_acc, score=(glance_acc + crop_acc) / 2)
+        if self.locator is not None and sums[4] > 0:
+            # how often f_G's most likely cell holds the annotated object; decoys share the
+            # other likely cells, so 1 is out of reach where scenes hold several
+            located = float(sums[3] / sums[4])
+            result["glance_top_cell_holds_object"] = located
+            result["score"] = (result["score"] + located) / 2
+        return result
+
+    # ------------------------------------------------------------------------ what it leaves
+
+    def finish(self) -> None:
+        # every focus step's auxiliary head starts from the local encoder's head, and so does a
+        # cascade f_C on the patches (measured on cpu-demo: on sign-centred patches f_C trained
+        # from zero in stage I read 26-32% of signs, FC_2 30-52%)
+        with torch.no_grad():
+            for head in self.model.aux_heads[2:]:
+                head.load_state_dict(self.model.aux_heads[1].state_dict())
+        if isinstance(self.model.classifier, CascadeClassifier):
+            self.model.classifier.start_focus_heads_from(self.model.aux_heads[1])
+
+    def state_dict(self) -> dict | None:
+        return None if self.locator is None else cpu_copy(self.locator)
+
+    def load_state_dict(self, state: dict) -> None:
+        self.locator_state = state
