@@ -8,10 +8,10 @@ tried where a claim fails); regenerating the report keeps it.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 from msgf.atomic import atomic_write
+from msgf.jsonable import jsonable
 from msgf.reproduce.claims import NAMES
 from threshold_search import format_macs
 
@@ -34,7 +34,7 @@ def write_report(report: dict, out: str | Path) -> list[Path]:
                    title=f"preset {report['preset']}: test accuracy, thresholds searched on validation")
     notes = out / f"{REPORT_NAME}.notes.md"
     with atomic_write(paths[0], "w") as file:
-        json.dump(plain(report), file, indent=2, allow_nan=False)
+        json.dump(jsonable(report), file, indent=2, allow_nan=False)
         file.write("\n")
     with atomic_write(paths[1], "w") as file:
         file.write(markdown(report, notes.read_text() if notes.exists() else None))
@@ -58,19 +58,6 @@ def curve_points(report: dict) -> tuple[dict, dict]:
         [(r["test_macs"], r["test_accuracy"]) for r in report["policy_ablation"]["random_locations"]]
     static = {s["name"].replace("-", " ", 1): (s["macs"], s["test_accuracy"]) for s in report["static"]}
     return curves, static
-
-
-def plain(value):
-    """JSON-ready: tuples as lists, non-finite floats as None, keys as strings."""
-    if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if hasattr(value, "item") and not isinstance(value, (str, bytes)):  # numpy scalars
-        return plain(value.item())
-    return value
 
 
 # ------------------------------------------------------------------------------ markdown

@@ -3,9 +3,9 @@ the validation and test trajectories that `msgf search-thresholds` reads."""
 from __future__ import annotations
 
 import json
-import math
 
 from msgf.checkpoint import save_checkpoint
+from msgf.jsonable import jsonable
 from msgf.train import distributed
 from msgf.train.evaluation import evaluation_batches, format_steps
 from msgf.train.stages import STAGES
@@ -26,7 +26,7 @@ def write_outputs(run) -> dict:
         run.log.print("MACs per step: " + "  ".join(f"{k}: {format_macs(v)}" for k, v in table.items()))
         if measured:
             run.log.print(format_steps(f"final ({measured[-1]}) on the test split", results[measured[-1]], m.config))
-        save_checkpoint(m, run.out / "model.ckpt", training=plain_json(summary))
+        save_checkpoint(m, run.out / "model.ckpt", training=jsonable(summary))
         # trajectories need a trained classifier and policy: not after the encoders' stage alone
         if run.cfg.export_trajectories and run.stages and STAGES[run.stages[-1]].episodic:
             from msgf.engine import export_trajectories
@@ -34,18 +34,8 @@ def write_outputs(run) -> dict:
             for which in ("val", "test"):
                 export_trajectories(m, evaluation_batches(run, which, sharded=False),
                                     run.out / f"{which}_trajectories.npz", progress=run.opt.progress)
-        (run.out / "summary.json").write_text(json.dumps(plain_json(summary), indent=2) + "\n")
+        (run.out / "summary.json").write_text(json.dumps(jsonable(summary), indent=2) + "\n")
         run.log.print(f"wrote {run.out / 'model.ckpt'}")
     distributed.barrier(run.world)
     return summary
 
-
-def plain_json(value):
-    """`value` with tuple keys and values made JSON's, and NaN or infinite floats made null."""
-    if isinstance(value, dict):
-        return {str(k): plain_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain_json(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
