@@ -57,6 +57,8 @@ class Trainer:
     the loop that runs the stages."""
 
     def __init__(self, config: TrainConfig, options: RunOptions):
+        if not all(isinstance(s, int) and not isinstance(s, bool) and s in STAGES for s in options.stages):
+            raise ValueError(f"stages: expected stage numbers among {list(STAGES)}, got {list(options.stages)}")
         self.cfg, self.opt = config, options
         self.out = Path(options.out)
         self.world, self.device = distributed.init(options.device)

@@ -242,3 +242,11 @@ def test_a_train_state_written_before_stages_kept_their_own_state_still_resumes(
     position = Position.from_plain({**old, "locator": locator})
     assert position.stage_state is locator and position.epoch == 1
     assert Position.from_plain(position.to_plain()) == position
+
+
+def test_unknown_stages_are_refused_before_anything_runs(tmp_path):
+    from msgf.train import RunOptions, train
+
+    with pytest.raises(ValueError, match="stages: expected stage numbers among"):
+        train(preset("smoke"), RunOptions(out=tmp_path / "run", stages=(1, 4), progress=False))
+    assert not (tmp_path / "run").exists()
