@@ -1,4 +1,5 @@
 """Fixtures shared by several test directories."""
+import numpy as np
 import pytest
 import torch
 
@@ -13,6 +14,19 @@ def single_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def photos():
+    """Photographs scikit-image ships, downsampled to keep the suite fast; sizes differ on purpose
+    (camera is grayscale: decoding makes it RGB). Shared by the inference and deployment tests."""
+    from skimage import data
+
+    return {"astronaut": np.ascontiguousarray(data.astronaut()[::4, ::4]),
+            "coffee": np.ascontiguousarray(data.coffee()[::4, ::4]),
+            "cat": np.ascontiguousarray(data.chelsea()[::3, ::3]),
+            "rocket": np.ascontiguousarray(data.rocket()[::4, ::4]),
+            "camera": np.ascontiguousarray(data.camera()[::4, ::4])}
 
 
 # Hostile image files (issue 16, item 3), shared by tests/data/test_hostile_files.py and

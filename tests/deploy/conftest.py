@@ -21,18 +21,6 @@ def _tiny_models_run_single_threaded(single_torch_thread):
 
 
 @pytest.fixture(scope="session")
-def photos():
-    """scikit-image photographs, downsampled, of different sizes (camera is grayscale)."""
-    from skimage import data
-
-    return {"astronaut": np.ascontiguousarray(data.astronaut()[::4, ::4]),
-            "coffee": np.ascontiguousarray(data.coffee()[::4, ::4]),
-            "cat": np.ascontiguousarray(data.chelsea()[::3, ::3]),
-            "rocket": np.ascontiguousarray(data.rocket()[::4, ::4]),
-            "camera": np.ascontiguousarray(data.camera()[::4, ::4])}
-
-
-@pytest.fixture(scope="session")
 def scenes():
     """Built-in test scenes (msgf.data.synthsigns), small."""
     from msgf.data.synthsigns import render_scene

@@ -17,19 +17,6 @@ def _tiny_models_run_single_threaded(single_torch_thread):
 
 
 @pytest.fixture(scope="session")
-def photos():
-    """Photographs scikit-image ships, downsampled to keep the suite fast; sizes differ on purpose
-    (camera is grayscale: decoding makes it RGB)."""
-    from skimage import data
-
-    return {"astronaut": np.ascontiguousarray(data.astronaut()[::4, ::4]),
-            "coffee": np.ascontiguousarray(data.coffee()[::4, ::4]),
-            "cat": np.ascontiguousarray(data.chelsea()[::3, ::3]),
-            "rocket": np.ascontiguousarray(data.rocket()[::4, ::4]),
-            "camera": np.ascontiguousarray(data.camera()[::4, ::4])}
-
-
-@pytest.fixture(scope="session")
 def photo_files(photos, tmp_path_factory):
     """{name: path}: JPEG for some photos, PNG for the others."""
     root = tmp_path_factory.mktemp("photos")
