@@ -7,6 +7,7 @@ resume, best-epoch keeping, logs, DistributedDataParallel, checkpoints.
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import torch
@@ -27,7 +28,7 @@ class Trainable:
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
 
 
-class Stage:
+class Stage(ABC):
     number: int  # the stage's place in the method (0, I, II, III): its name and its random streams
     replicated = True  # DDP-wrap `prepare`'s module in distributed runs
     # Whether the stage runs whole glance-and-focus episodes: it can keep the weights it started
@@ -49,30 +50,30 @@ class Stage:
         return self.settings.epochs
 
     @property
+    @abstractmethod
     def trains_glance(self) -> bool:
         """Whether the stage changes f_G's weights (if it runs any epochs)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def prepare(self) -> Trainable:
         """Freeze what the stage does not train; build its optimizer."""
-        raise NotImplementedError
 
-    def start_epoch(self, epoch: int) -> None:
+    def start_epoch(self, epoch: int) -> None:  # noqa: B027 (an optional hook: nothing by default)
         """Called before each epoch's first step."""
 
+    @abstractmethod
     def step(self, net: nn.Module, optimizer, batch: dict, gen: torch.Generator) -> dict:
         """One training step on `batch` (images and labels on the device, boxes on the host);
         `net` is `prepare`'s module, wrapped for DDP where it is. Returns floats to average."""
-        raise NotImplementedError
 
-    def end_epoch(self) -> None:
+    def end_epoch(self) -> None:  # noqa: B027 (an optional hook: nothing by default)
         """Called after each epoch's last step, before validation."""
 
+    @abstractmethod
     def validate(self) -> dict:
         """Validation figures; "score" (higher is better) picks the stage's best epoch."""
-        raise NotImplementedError
 
-    def finish(self) -> None:
+    def finish(self) -> None:  # noqa: B027 (an optional hook: nothing by default)
         """Called once the stage's best weights are back in the model."""
 
     def test(self) -> dict:
