@@ -5,18 +5,35 @@ and never hard-code their own. `preset(name, **overrides)` returns a validated c
 """
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field, fields, replace
 
 
 @dataclass(frozen=True)
 class DataConfig:
-    source: str = "synthsigns"  # "synthsigns", a manifest file or an ImageFolder directory
+    """Where a run's images come from: one source per role (msgf.data.roles), never an image in
+    two roles. `source` trains: "synthsigns", a manifest, an ImageFolder directory, or a split
+    folder whose files named by `layout` also serve validation and test where `val_source` and
+    `test_source` do not say otherwise. Without any validation set, validation is carved from
+    the training file (`val_fraction`, stratified, from the run's seed); without a test set the
+    run reports no test numbers."""
+
+    source: str = "synthsigns"  # training data (msgf train --data)
+    val_source: str | None = None  # validation data (--val-data): a manifest, an ImageFolder or "synthsigns"
+    test_source: str | None = None  # test data (--test-data)
+    # Share of the training file held out for validation when nothing else serves it. 0.1 keeps
+    # nine images in ten for training while validating on enough to rank epochs and to search
+    # thresholds on (STS: 75 of 747 images); presets with big training sets take less.
+    val_fraction: float = 0.1
+    # Names (without suffix) of the train, val and test manifests or ImageFolder trees inside a
+    # split folder, as its recipe writes them; None: the folder serves no such role.
+    layout: tuple[str | None, str | None, str | None] = ("train", "val", "test")
     image_size: tuple[int, int] | None = None  # (H, W) where the source makes or resizes images
-    train_samples: int | None = None  # None: the whole split
-    val_samples: int | None = None
+    train_samples: int | None = None  # None: the whole split (files: the first N training images)
+    val_samples: int | None = None  # a carved validation set holds at most this many (stratified)
     test_samples: int | None = None
-    val_split: str = "val"
-    test_split: str = "test"
+    val_split: str = "val"  # synthsigns: the split that validates
+    test_split: str = "test"  # synthsigns: the split that tests
     augment: bool = True  # the data source's own train-time augmentation
     cache: bool = False  # decode/render the training split once and keep it in memory
     # synthsigns only: training items carry the decoys' boxes as hard negatives (no augmentation)
@@ -26,6 +43,24 @@ class DataConfig:
     eval_batch_size: int = 64
     workers: int = 0  # DataLoader processes
     cache_workers: int = 2  # processes that decode/render the splits kept in memory
+
+    def __post_init__(self) -> None:
+        for name in ("source", "val_source", "test_source"):  # paths welcome; kept as str (JSON, checkpoints)
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, (str, os.PathLike)):
+                raise TypeError(f"data.{name}: expected 'synthsigns' or a path, got {type(value).__name__}")
+            if value is not None:
+                object.__setattr__(self, name, os.fspath(value))
+        if isinstance(self.val_fraction, bool) or not isinstance(self.val_fraction, (int, float)) \
+                or not 0 < self.val_fraction < 1:
+            raise ValueError(f"data.val_fraction: expected a number between 0 and 1 (exclusive), "
+                             f"got {self.val_fraction!r}")
+        layout = tuple(self.layout)
+        if len(layout) != 3 or not isinstance(layout[0], str) or \
+                not all(name is None or (isinstance(name, str) and name) for name in layout):
+            raise ValueError(f"data.layout: expected (train, val, test) names, train a string and the others a "
+                             f"string or None, got {self.layout!r}")
+        object.__setattr__(self, "layout", layout)
 
 
 @dataclass(frozen=True)
