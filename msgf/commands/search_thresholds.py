@@ -122,9 +122,10 @@ def _export_cached(args, source: str | None, split: str, role: str) -> Path:
     from msgf.commands._checkpoint_data import open_data
     from msgf.engine import export_trajectories
 
+    option = "--data" if role == "val" else "--test-data"
     dataset, name, data_key = open_data(args.ckpt, source, split, role, num_samples=args.num_samples,
-                                        image_size=args.image_size, seed=args.data_seed,
-                                        command="search-thresholds", option="--data" if role == "val" else "--test-data")
+                                        image_size=args.image_size, seed=args.data_seed, command="search-thresholds",
+                                        option=option)
     key = json.dumps([_model_digest(read_checkpoint(args.ckpt)), *data_key])
     label = split if source is not None else role
     path = args.ckpt.with_name(f"{args.ckpt.stem}.{label}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.npz")

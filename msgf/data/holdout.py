@@ -8,6 +8,13 @@ import numpy as np
 _STREAM = 0x686F6C64  # "hold"
 
 
+def check_fraction(value, name: str = "fraction") -> float:
+    """`value` as a share strictly between 0 and 1; ValueError naming `name` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+        raise ValueError(f"{name}: expected a number between 0 and 1 (exclusive), got {value!r}")
+    return float(value)
+
+
 def stratified_holdout(labels, fraction: float, seed: int, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(kept, held): indices into `labels` (ascending) that stay for training and that are held
     out for validation.
@@ -19,8 +26,7 @@ def stratified_holdout(labels, fraction: float, seed: int, limit: int | None = N
     labels = np.asarray(labels)
     if labels.ndim != 1 or len(labels) == 0:
         raise ValueError(f"labels: expected a non-empty 1-D sequence, got shape {labels.shape}")
-    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction < 1:
-        raise ValueError(f"fraction: expected a number between 0 and 1 (exclusive), got {fraction!r}")
+    check_fraction(fraction)
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 1):
         raise ValueError(f"limit: expected a positive integer or None, got {limit!r}")
     classes, counts = np.unique(labels, return_counts=True)

@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from msgf.data.holdout import stratified_holdout
+from msgf.data.holdout import check_fraction, stratified_holdout
 from msgf.data.layout import SPLIT_NAMES, fingerprint, split_files
 
 ROLES = ("train", "val", "test")
@@ -69,9 +69,9 @@ class DataRoles:
     """The sources of train, val and test (None: no test set), and the validation carve."""
 
     def __init__(self, sources: dict[str, Source | None], *, val_fraction: float, val_limit: int | None, seed: int,
-                 layout: tuple = SPLIT_NAMES, arguments: dict[str, str] = ARGUMENTS):
+                 layout: tuple = SPLIT_NAMES):
         self.sources, self.val_fraction, self.val_limit, self.seed = dict(sources), val_fraction, val_limit, seed
-        self.layout, self.arguments = tuple(layout), dict(arguments)
+        self.layout = tuple(layout)  # the split folder names a training file's folder is searched for
         self._bases: dict[tuple, object] = {}
         self._split: tuple | None = None  # (kept, held) of the carve, computed once
 
@@ -86,8 +86,7 @@ class DataRoles:
         folder serves no such role) serve the roles that `val` and `test` leave open. Validation
         is carved from a training file when nothing else serves it; without a test set, test is
         None. `arguments` names the three inputs in messages."""
-        if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) or not 0 < val_fraction < 1:
-            raise ValueError(f"val_fraction: expected a number between 0 and 1 (exclusive), got {val_fraction!r}")
+        val_fraction = check_fraction(val_fraction, "val_fraction")
         sources: dict[str, Source | None] = dict.fromkeys(ROLES)
         if isinstance(train, (str, os.PathLike)) and os.fspath(train) == SYNTHSIGNS:
             sources["train"] = Source(SYNTHSIGNS, arguments["train"], split="train")
@@ -107,8 +106,7 @@ class DataRoles:
         if sources["val"] is None:
             sources["val"] = replace(sources["train"], given_as=f"carved from {sources['train'].given_as}",
                                      carved=True)
-        roles = cls(sources, val_fraction=float(val_fraction), val_limit=val_limit, seed=int(seed), layout=layout,
-                    arguments=arguments)
+        roles = cls(sources, val_fraction=val_fraction, val_limit=val_limit, seed=int(seed), layout=layout)
         roles._check_apart()
         return roles
 
@@ -245,11 +243,13 @@ class DataRoles:
             return ""
         if role not in found or Path(found[role]).resolve() == Path(train.name).resolve():
             return ""
-        return f" ({found[role]} lies beside the training file, unused: give {ARGUMENTS[role]} {found[role]}, or --data {folder})"
+        return f" ({found[role]} lies beside the training file, unused: give {ARGUMENTS[role]} {found[role]}, " \
+               f"or --data {folder})"
 
     def _held_per_class(self) -> str:
         base = self._base("train")
-        targets = [base.targets[i] for i in self.carve()[1]]
+        every = base.targets
+        targets = [every[i] for i in self.carve()[1]]
         return ", ".join(f"{name} {targets.count(k)}" for k, name in enumerate(base.classes) if k in targets)
 
     def record(self, counts: dict[str, int] | None = None) -> dict:

@@ -51,10 +51,9 @@ class DataConfig:
                 raise TypeError(f"data.{name}: expected 'synthsigns' or a path, got {type(value).__name__}")
             if value is not None:
                 object.__setattr__(self, name, os.fspath(value))
-        if isinstance(self.val_fraction, bool) or not isinstance(self.val_fraction, (int, float)) \
-                or not 0 < self.val_fraction < 1:
-            raise ValueError(f"data.val_fraction: expected a number between 0 and 1 (exclusive), "
-                             f"got {self.val_fraction!r}")
+        from msgf.data.holdout import check_fraction
+
+        check_fraction(self.val_fraction, "data.val_fraction")
         layout = tuple(self.layout)
         if len(layout) != 3 or not isinstance(layout[0], str) or \
                 not all(name is None or (isinstance(name, str) and name) for name in layout):
