@@ -1,5 +1,6 @@
 """Which data serves train, val and test (msgf.data.roles, msgf.data.layout): split folders,
 the carved validation set, and the refusal of a file or image given for two roles."""
+import hashlib
 import os
 import shutil
 
@@ -37,10 +38,7 @@ def test_a_split_folder_serves_each_role_from_its_own_file(scenes):
     lines = roles.lines({role: roles.count(role) for role in SPLITS})
     assert any(line.startswith("data: val ") and "val.csv" in line for line in lines)
     record = roles.record({role: roles.count(role) for role in SPLITS})
-    with open(scenes / "test.csv", "rb") as handle:
-        import hashlib
-
-        assert record["test"]["sha256"] == hashlib.sha256(handle.read()).hexdigest()
+    assert record["test"]["sha256"] == hashlib.sha256((scenes / "test.csv").read_bytes()).hexdigest()
     assert record["test"]["images"] == 8 and record["val"]["carved_from_train"] is False
 
 
