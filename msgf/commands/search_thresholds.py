@@ -47,7 +47,9 @@ def register(subparsers) -> None:
                         help="a checkpoint: export its trajectories on --data (cached next to it) and "
                              "store the thresholds found back into it")
     from_ckpt = parser.add_argument_group("with --ckpt")
-    from_ckpt.add_argument("--data", help='validation data: "synthsigns", a manifest or an ImageFolder directory')
+    from_ckpt.add_argument("--data", help='validation data: "synthsigns", a manifest, an ImageFolder directory or '
+                                          "a folder of splits (default: the validation and test sets the "
+                                          "checkpoint was trained with, as msgf train recorded them)")
     from_ckpt.add_argument("--split", default="val", help="split of --data to search on (default: val)")
     from_ckpt.add_argument("--test-data", help="test data to report on (never searched)")
     from_ckpt.add_argument("--test-split", default="test", help="split of --test-data (default: test)")
@@ -55,7 +57,8 @@ def register(subparsers) -> None:
     from_ckpt.add_argument("--image-size", metavar="HxW", type=_image_size,
                            help="image size where the data source makes or resizes images (e.g. synthsigns)")
     from_ckpt.add_argument("--data-seed", type=int, default=0,
-                           help="dataset seed, for generated sources like synthsigns (default: 0)")
+                           help="dataset seed, for generated sources like synthsigns (default: 0; recorded sets "
+                                "keep their own)")
     from_ckpt.add_argument("--batch-size", type=_positive, default=64, help="images per export batch (default: 64)")
     from_ckpt.add_argument("--device", default="cpu", help="torch device for the export (default: cpu)")
     parser.add_argument("--budget", action="append", required=True, type=_budget, metavar="MACS",
@@ -76,6 +79,10 @@ def register(subparsers) -> None:
 
 def trajectories_from_files(args) -> tuple[Trajectories, Trajectories | None]:
     """(validation, test or None) read from --trajectories / --test."""
+    if args.test is not None and not args.test.exists():
+        raise FileNotFoundError(f"--test: {args.test} does not exist. A training run without a test set writes no "
+                                f"test_trajectories.npz (its log and summary.json say which data served each "
+                                f"role): leave --test out, or train with --test-data")
     validation = Trajectories.load(args.trajectories)
     test = Trajectories.load(args.test) if args.test is not None else None
     if test is not None and (test.T != validation.T or test.sizes.tolist() != validation.sizes.tolist()):
@@ -85,18 +92,25 @@ def trajectories_from_files(args) -> tuple[Trajectories, Trajectories | None]:
 
 
 def trajectories_from_checkpoint(args) -> tuple[Trajectories, Trajectories | None]:
-    """(validation, test or None) exported from --ckpt on --data / --test-data, cached."""
-    if args.data is None:
-        raise ValueError("--ckpt needs --data (the validation data to search on)")
-    validation = Trajectories.load(_export_cached(args, args.data, args.split))
+    """(validation, test or None) exported from --ckpt on --data / --test-data, cached; without
+    --data, on the validation and test sets the checkpoint was trained with."""
+    from msgf.commands._checkpoint_data import recorded_splits
+
+    validation = Trajectories.load(_export_cached(args, args.data, args.split, "val"))
     test = None
     if args.test_data is not None:
-        test = Trajectories.load(_export_cached(args, args.test_data, args.test_split))
+        test = Trajectories.load(_export_cached(args, args.test_data, args.test_split, "test"))
+    elif args.data is None:
+        if (recorded_splits(args.ckpt) or {}).get("test") is not None:
+            test = Trajectories.load(_export_cached(args, None, args.test_split, "test"))
+        else:
+            print(f"{args.ckpt} was trained without a test set: no test numbers (give --test-data)", file=sys.stderr)
     return validation, test
 
 
-def _export_cached(args, source: str, split: str) -> Path:
-    """The trajectory file of the checkpoint on one data split, exported unless cached.
+def _export_cached(args, source: str | None, split: str, role: str) -> Path:
+    """The trajectory file of the checkpoint on one data split (None: its recorded `role` set),
+    exported unless cached.
 
     The cache key covers the model (configuration and weights, not the stored thresholds,
     which this command itself rewrites) and every data argument, so a retrained checkpoint or
@@ -105,19 +119,22 @@ def _export_cached(args, source: str, split: str) -> Path:
 
     from msgf import data
     from msgf.checkpoint import load_checkpoint, read_checkpoint
+    from msgf.commands._checkpoint_data import open_data
     from msgf.engine import export_trajectories
 
-    key = json.dumps([_model_digest(read_checkpoint(args.ckpt)), source, split, args.num_samples, args.image_size,
-                      args.data_seed])
-    path = args.ckpt.with_name(f"{args.ckpt.stem}.{split}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.npz")
+    option = "--data" if role == "val" else "--test-data"
+    dataset, name, data_key = open_data(args.ckpt, source, split, role, num_samples=args.num_samples,
+                                        image_size=args.image_size, seed=args.data_seed, command="search-thresholds",
+                                        option=option)
+    key = json.dumps([_model_digest(read_checkpoint(args.ckpt)), *data_key])
+    label = split if source is not None else role
+    path = args.ckpt.with_name(f"{args.ckpt.stem}.{label}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.npz")
     if path.exists():
         print(f"using cached trajectories {path}", file=sys.stderr)
         return path
     model = load_checkpoint(args.ckpt, map_location=args.device)
-    dataset = data.open_dataset(source, split, seed=args.data_seed, num_samples=args.num_samples,
-                                image_size=args.image_size)
     if len(dataset.classes) != model.config.num_classes:
-        raise ValueError(f"{source} has {len(dataset.classes)} classes, the checkpoint {model.config.num_classes}")
+        raise ValueError(f"{name} has {len(dataset.classes)} classes, the checkpoint {model.config.num_classes}")
     loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size, collate_fn=data.collate_batch)
     batches = ({"images": b["images"].to(args.device), "labels": b["labels"]} for b in loader)
     export_trajectories(model, batches, path, total=len(loader))
