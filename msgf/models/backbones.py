@@ -131,6 +131,12 @@ class _Features(nn.Module):
         last, (tapped,) = self.model.forward_intermediates(x, indices=[self.map_index])
         return last, tapped
 
+    def tapped_map(self, x: torch.Tensor) -> torch.Tensor:
+        """The map at `map_stride` alone: the blocks after it are not run."""
+        (tapped,) = self.model.forward_intermediates(x, indices=[self.map_index], stop_early=True,
+                                                     intermediates_only=True)
+        return tapped
+
 
 class Backbone(nn.Module):
     """An encoder returning (feature map (N, C, h, w), pooled vector (N, D)), with the
@@ -189,6 +195,14 @@ class Backbone(nn.Module):
     def __getstate__(self):
         # copies (the MACs counter's meta copy) and pickles leave the memo behind
         return {**super().__getstate__(), "memo": None}
+
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        """The map pi reads (N, C, h, w), the first output of forward, computed without the
+        pooled vector: with `map_stride` the layers after that map are skipped. Bypasses the memo
+        (for one pass over many inputs, such as the locator's training maps)."""
+        if getattr(self.trunk, "map_index", None) is not None:
+            return self.trunk.tapped_map(x)
+        return self.trunk(x)
 
     def last_map(self, x: torch.Tensor) -> torch.Tensor:
         """The last feature map (N, D, h, w), the one the pooled vector averages."""

@@ -18,7 +18,10 @@ class GFConfig:
     # glance feature and the elementwise maximum of the focus features: msgf.models.heads)
     classifier: str
     classifier_hidden: int = 1024  # GRU hidden size (unused by "fc")
-    policy_channels: int = 32  # output channels of the policy's 1x1 conv
+    policy_channels: int = 32  # output channels of the policy's conv on the feature map
+    # side of that conv's kernel (odd): 1 reads each cell alone, 3 also its neighbours, which
+    # places a small object inside its cell better (msgf.models.heads.LocationPolicy)
+    policy_kernel: int = 1
     policy_hidden: int = 256  # hidden size of the policy's GRU
     policy_head: str = "sigmoid"  # pi's location head: "sigmoid" (the paper's) or "spatial" (heads.py)
     # spatial head: score taken from a glance cell per unit of pi's weight on it at earlier
@@ -34,10 +37,12 @@ class GFConfig:
 
     def __post_init__(self) -> None:
         _require(isinstance(self.backbone, str) and self.backbone, "backbone", "a backbone name (msgf.models.backbones)")
-        for name in ("num_classes", "glance_size", "T", "classifier_hidden", "policy_channels", "policy_hidden"):
+        for name in ("num_classes", "glance_size", "T", "classifier_hidden", "policy_channels", "policy_hidden",
+                     "policy_kernel"):
             value = getattr(self, name)
             _require(isinstance(value, int) and not isinstance(value, bool) and value >= 1, name, "a positive int")
         _require(self.num_classes >= 2, "num_classes", "at least 2")
+        _require(self.policy_kernel % 2 == 1, "policy_kernel", "odd (1, 3, ...)")
         sizes = tuple(self.patch_sizes)
         _require(len(sizes) >= 1 and all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in sizes),
                  "patch_sizes", "a non-empty sequence of positive ints")

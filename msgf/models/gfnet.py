@@ -43,7 +43,7 @@ class GFNet(nn.Module):
         self.aux_heads = nn.ModuleList(nn.Linear(dim, config.num_classes) for _ in range(config.T))
         self.policy = LocationPolicy(self.global_encoder.map_channels, self.map_side, config.num_sizes, config.policy_channels,
                                      config.policy_hidden, config.policy_head, config.patch_sizes,
-                                     config.policy_inhibition)
+                                     config.policy_inhibition, config.policy_kernel)
         # Thresholds per budget (msgf.engine.Thresholds), filled by the threshold search and
         # carried through checkpoints.
         self.exit_thresholds: list = []  # of msgf.engine.Thresholds
@@ -223,6 +223,7 @@ class GFNet(nn.Module):
 
 def build_model(backbone: str, num_classes: int, glance_size: int, patch_sizes: int | Sequence[int], T: int,
                 classifier: str | None = None, *, classifier_hidden: int = 1024, policy_channels: int = 32,
+                policy_kernel: int = 1,
                 policy_hidden: int = 256, policy_head: str = "sigmoid", policy_inhibition: float = 0.0,
                 map_stride: int | None = None, location_std: float = 0.1,
                 mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
@@ -248,6 +249,7 @@ def build_model(backbone: str, num_classes: int, glance_size: int, patch_sizes: 
                       patch_sizes=sizes, T=T,
                       classifier=classifier if classifier is not None else default_classifier(backbone),
                       classifier_hidden=classifier_hidden, policy_channels=policy_channels,
+                      policy_kernel=policy_kernel,
                       policy_hidden=policy_hidden, policy_head=policy_head,
                       policy_inhibition=float(policy_inhibition), map_stride=map_stride,
                       location_std=float(location_std),

@@ -128,19 +128,22 @@ def _boxes(item: dict, key: str) -> Tensor:
 
 class GlanceSet:
     """Glances of many training images with their object boxes (annotated plus distractors),
-    kept at glance resolution: what stage 0's locator trains f_G on (msgf.train.locate).
-    With `region` > 0 it also keeps a full-resolution window around one object of each image
-    (`object_region`), which stage 0 trains f_L on (`Stage0Config.local_samples`).
+    kept at glance resolution: what stage 0's locator trains f_G on (msgf.train.locate). With
+    `encode` (a frozen f_G's `feature_map`) it keeps that map of each glance instead, which is
+    all a locator on a frozen f_G reads, computed once. With `region` > 0 it also keeps a
+    full-resolution window around one object of each image (`object_region`), which stage 0
+    trains f_L on (`Stage0Config.local_samples`).
 
-    A 192 px glance takes 1/30 of a 960x1280 scene's memory and a 256 px window 1/19, so this
-    holds several times more images than the full-resolution cache, which both encoders need:
-    f_G memorised 1500 scenes' sign positions without learning to find signs, and learnt it
-    from 8000 (measured); f_L read 60/49/41% of the signs on sign-centred 64/96/128 px test
-    crops after 30 epochs over 1500 scenes' 750 signs, and 88% at every size from 8000 windows.
+    A 192 px glance takes 1/30 of a 960x1280 scene's memory, Lite0's stride-16 map of a 256 px
+    glance 1/65 and a 256 px window 1/19, so this holds several times more images than the
+    full-resolution cache, which both encoders need: f_G memorised 1500 scenes' sign positions
+    without learning to find signs, and learnt it from 8000 (measured); f_L read 60/49/41% of
+    the signs on sign-centred 64/96/128 px test crops after 30 epochs over 1500 scenes' 750
+    signs, and 88% at every size from 8000 windows.
     """
 
-    def __init__(self, dataset: Dataset, size: int, mean, std, *, region: int = 0, workers: int = 0,
-                 progress: bool = False):
+    def __init__(self, dataset: Dataset, size: int, mean, std, *, region: int = 0, encode=None,
+                 workers: int = 0, progress: bool = False, encode_batch: int = 32):
         from tqdm.auto import tqdm
 
         loader = DataLoader(_AsGlance(dataset, size, mean, std, region), batch_size=None, shuffle=False,
@@ -149,12 +152,28 @@ class GlanceSet:
         # received tensors keeps as many file descriptors open ("Too many open files")
         glances = regions = None
         labels, self.objects, self.region_boxes, shapes = [], [], [], set()
+        pending: list[Tensor] = []  # glances waiting for `encode`, a batch at a time
+        self.maps: Tensor | None = None
+
+        def encode_pending(end: int) -> None:
+            maps = encode(torch.stack(pending).float()).half()
+            if self.maps is None:
+                self.maps = torch.empty((len(dataset), *maps.shape[1:]), dtype=maps.dtype)
+            self.maps[end - len(pending):end] = maps
+            pending.clear()
+
         for i, (glance, label, objects, shape, window, window_box) in enumerate(tqdm(
                 loader, total=len(dataset), desc="cache glances", unit="img", disable=not progress, leave=False)):
-            if glances is None:
-                glances = torch.empty((len(dataset), *glance.shape), dtype=glance.dtype)
-                regions = torch.empty((len(dataset), *window.shape), dtype=torch.uint8) if region else None
-            glances[i] = glance
+            if encode is not None:
+                pending.append(glance.clone())
+                if len(pending) == encode_batch:
+                    encode_pending(i + 1)
+            else:
+                if glances is None:
+                    glances = torch.empty((len(dataset), *glance.shape), dtype=glance.dtype)
+                glances[i] = glance
+            if region and regions is None:
+                regions = torch.empty((len(dataset), *window.shape), dtype=torch.uint8)
             labels.append(int(label))
             self.objects.append(objects.clone())
             shapes.add(tuple(int(v) for v in shape))
@@ -164,6 +183,8 @@ class GlanceSet:
                                      f"{tuple(regions.shape[1:])}: stage0.local_samples needs images of one size")
                 regions[i] = window
                 self.region_boxes.append(window_box.clone())
+        if pending:
+            encode_pending(len(labels))
         if len(shapes) != 1:
             raise ValueError(f"stage0.glance_samples needs images of one size, got {sorted(shapes)}")
         self.glances, self.labels = glances, torch.tensor(labels)
@@ -276,12 +297,13 @@ class Splits:
                 if cfg.cache else dataset
         return self._train
 
-    def glances(self, size: int, count: int, mean, std, region: int = 0) -> GlanceSet:
+    def glances(self, size: int, count: int, mean, std, region: int = 0, encode=None) -> GlanceSet:
         """The first `count` training images (a superset of the training split when count is
-        larger) as a GlanceSet (with object windows of side `region` if > 0), built once."""
+        larger) as a GlanceSet (with object windows of side `region` if > 0, and maps instead
+        of glances with `encode`), built once."""
         if self._glances is None:
             self._glances = GlanceSet(self._open_train(self.seed, count), size, mean, std, region=region,
-                                      workers=self.cfg.cache_workers, progress=self.progress)
+                                      encode=encode, workers=self.cfg.cache_workers, progress=self.progress)
         return self._glances
 
     def _open_train(self, seed: int, num_samples: int | None) -> Dataset:

@@ -25,16 +25,19 @@ from torch import Tensor, nn
 class Locator(nn.Module):
     """(N, C, h, w) feature map -> (N, 3, h, w): presence logit, row and column offset logits.
 
-    One 1x1 conv, or with `hidden` > 0 two with a ReLU between, the first without a bias: the
-    form of pi's spatial head (reduce, ReLU, cell score and offset), so that `seed_policy`
-    copies either into pi exactly.
+    One 1x1 conv, or with `hidden` > 0 two with a ReLU between, the first without a bias and
+    `kernel` wide: the form of pi's spatial head (reduce, ReLU, cell score and offset), so that
+    `seed_policy` copies either into pi exactly.
     """
 
-    def __init__(self, channels: int, hidden: int = 0):
+    def __init__(self, channels: int, hidden: int = 0, kernel: int = 1):
         super().__init__()
         if hidden < 0:
             raise ValueError(f"hidden: expected >= 0 channels, got {hidden}")
-        self.hidden = nn.Conv2d(channels, hidden, kernel_size=1, bias=False) if hidden else None
+        if kernel < 1 or kernel % 2 == 0 or (kernel > 1 and not hidden):
+            raise ValueError(f"kernel: expected an odd side, and 1 without a hidden layer, got {kernel}")
+        self.hidden = nn.Conv2d(channels, hidden, kernel_size=kernel, padding=kernel // 2, bias=False) \
+            if hidden else None
         self.head = nn.Conv2d(hidden or channels, 3, kernel_size=1)
 
     def forward(self, feature_map: Tensor) -> Tensor:
@@ -105,17 +108,19 @@ def seed_policy(policy: nn.Module, locator: Locator, sharpness: float = 4.0) -> 
     head = locator.head
     if locator.hidden is None:  # z = w . map + b as relu(z) - relu(-z)
         weights = head.weight[:, :, 0, 0]
-        hidden = torch.stack([sign * weights[k] for k in range(3) for sign in (1.0, -1.0)])  # +w_k, -w_k
+        hidden = torch.stack([sign * weights[k] for k in range(3) for sign in (1.0, -1.0)])[:, :, None, None]
         out = torch.zeros((3, 6), dtype=weights.dtype, device=weights.device)
         for k in range(3):
             out[k, 2 * k], out[k, 2 * k + 1] = 1.0, -1.0
     else:
-        hidden, out = locator.hidden.weight[:, :, 0, 0], head.weight[:, :, 0, 0]
-    channels, inputs = hidden.shape
-    if policy.reduce.out_channels < channels or policy.reduce.in_channels != inputs:
-        raise ValueError(f"pi's map conv ({policy.reduce.in_channels}->{policy.reduce.out_channels} channels) "
-                         f"cannot carry the locator's {inputs}->{channels} channels")
-    policy.reduce.weight[:channels, :, 0, 0] = hidden
+        hidden, out = locator.hidden.weight, head.weight[:, :, 0, 0]
+    channels, inputs = hidden.shape[:2]
+    reduce = policy.reduce
+    if reduce.out_channels < channels or reduce.in_channels != inputs or reduce.weight.shape[2:] != hidden.shape[2:]:
+        raise ValueError(f"pi's map conv ({reduce.in_channels}->{reduce.out_channels} channels, kernel "
+                         f"{tuple(reduce.weight.shape[2:])}) cannot carry the locator's {inputs}->{channels} "
+                         f"channels, kernel {tuple(hidden.shape[2:])}")
+    reduce.weight[:channels] = hidden
     policy.cell_score.weight.zero_()
     policy.cell_score.weight[0, :channels, 0, 0] = sharpness * out[0]
     policy.cell_score.bias.copy_(sharpness * head.bias[:1])
@@ -148,7 +153,7 @@ def fit_locator(locator: Locator, maps: Tensor, objects: list[Tensor], image_hw:
         order, total = torch.randperm(len(maps), generator=generator), 0.0
         for start in range(0, len(maps), batch_size):
             rows = order[start:start + batch_size]
-            loss = locate_loss(locator(maps[rows].to(device)), presence[rows], offsets[rows])
+            loss = locate_loss(locator(maps[rows].to(device).float()), presence[rows], offsets[rows])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -81,12 +81,14 @@ class Stage0Config:
     # pretraining that gives the paper's f_G features pi can read; needs boxes.
     locate_weight: float = 0.0
     locator_hidden: int = 0  # > 0: a two-layer locator of this width (pi's form); 0: one 1x1 conv
+    locator_kernel: int = 1  # side of the two-layer locator's first conv (pi's policy_kernel when seeding)
     # > 0 with freeze_glance_encoder: the locator fits on f_G's maps of the training images,
     # computed once, for this many passes before f_L's epochs (locate.fit_locator), and f_L's
     # epochs skip the glance; 0: the locator trains in f_L's epochs, on each batch's glances
     locator_epochs: int = 0
     # > 0: f_G trains on the glances of this many training images (the first ones, a superset
-    # of the training split), kept at glance resolution, instead of the batch's own images
+    # of the training split), kept at glance resolution, instead of the batch's own images; with
+    # locator_epochs the locator fits on a frozen f_G's maps of these images
     glance_samples: int = 0
     # > 0: f_L trains on full-resolution windows (twice the largest patch) around one object
     # of each of this many training images (the first ones; the annotated box, or a distractor
@@ -172,6 +174,8 @@ class TrainConfig:
     classifier: str | None = None  # None: the family's default (gru / fc)
     classifier_hidden: int = 1024
     policy_head: str = "sigmoid"  # pi's location head, msgf.models.heads.LocationPolicy
+    policy_channels: int = 32  # pi's conv on the feature map: output channels ...
+    policy_kernel: int = 1  # ... and kernel side (GFConfig)
     policy_inhibition: float = 0.0  # spatial head: inhibition of return (GFConfig.policy_inhibition)
     map_stride: int | None = None  # the encoder map pi reads (GFConfig.map_stride); None: the last
     bn_momentum: float | None = 0.1  # None keeps torchvision's (0.01 for MobileNet-V3 lags, design.md 7)
@@ -205,6 +209,11 @@ class TrainConfig:
             raise ValueError(f"stage0.seed_sharpness must be > 0, got {s0.seed_sharpness}")
         if s0.locator_hidden < 0 or s0.locator_epochs < 0:
             raise ValueError("stage0.locator_hidden and stage0.locator_epochs must be >= 0")
+        if s0.seed_policy and (s0.locator_kernel != self.policy_kernel or
+                               max(s0.locator_hidden, 6 * (s0.locator_hidden == 0)) > self.policy_channels):
+            raise ValueError("stage0.seed_policy copies the locator into pi: stage0.locator_kernel must equal "
+                             "policy_kernel and pi's policy_channels must hold the locator's hidden channels "
+                             "(6 for a linear locator)")
         if s0.locator_epochs > 0 and not (s0.freeze_glance_encoder and s0.locate_weight > 0 and not s0.train_glance):
             raise ValueError("stage0.locator_epochs needs a frozen f_G (freeze_glance_encoder, train_glance=False) "
                              "and locate_weight > 0")

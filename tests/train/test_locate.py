@@ -165,6 +165,24 @@ def test_object_window_prefers_the_annotated_box_then_a_distractor_then_the_cent
     assert window.shape == (100, 100, 3)
 
 
+def test_glance_set_keeps_an_encoders_maps_instead_of_glances():
+    scenes = _Scenes()
+    mean, std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
+    seen = []
+
+    def encode(glances):  # a stand-in encoder: the glance pooled 4x4, and a record of its batches
+        seen.append(len(glances))
+        return torch.nn.functional.avg_pool2d(glances, 4)
+
+    glance_set = GlanceSet(scenes, 16, mean, std, region=24, encode=encode, encode_batch=4)
+    assert glance_set.glances is None and seen == [4, 2]
+    assert glance_set.maps.shape == (6, 3, 4, 4) and glance_set.maps.dtype == torch.float16
+    for i in range(6):  # oracle: the encoder on the image's own glance
+        expected = torch.nn.functional.avg_pool2d(ops.glance(scenes.images[i][None], 16, mean=mean, std=std), 4)[0]
+        torch.testing.assert_close(glance_set.maps[i].float(), expected, atol=2e-3, rtol=0)
+    assert glance_set.regions.shape == (6, 24, 24, 3) and len(glance_set.objects) == 6
+
+
 def test_glance_set_keeps_object_windows_only_when_asked():
     scenes = _Scenes()
     mean, std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
@@ -178,14 +196,14 @@ def test_glance_set_keeps_object_windows_only_when_asked():
         assert torch.equal(window, expected_window) and torch.equal(box, expected_box)
 
 
-@pytest.mark.parametrize("hidden", [0, 5, 8])
-def test_seeded_policy_scores_cells_with_the_locator(hidden):
+@pytest.mark.parametrize("hidden, kernel", [(0, 1), (5, 1), (8, 1), (5, 3)])
+def test_seeded_policy_scores_cells_with_the_locator(hidden, kernel):
     from msgf.models.heads import LocationPolicy
     from msgf.train.locate import seed_policy
 
     torch.manual_seed(0)
-    locator = Locator(6, hidden=hidden)
-    policy = LocationPolicy(6, 3, 2, channels=8, hidden=8, head="spatial", patch_sizes=(32, 48))
+    locator = Locator(6, hidden=hidden, kernel=kernel)
+    policy = LocationPolicy(6, 3, 2, channels=8, hidden=8, head="spatial", patch_sizes=(32, 48), kernel=kernel)
     fmap = torch.randn(5, 6, 3, 3)
     seed_policy(policy, locator, sharpness=2.5)
     with torch.no_grad():
@@ -204,6 +222,16 @@ def test_seeded_policy_scores_cells_with_the_locator(hidden):
         seed_policy(LocationPolicy(6, 3, 2, channels=8, hidden=8), locator)
     with pytest.raises(ValueError, match="cannot carry"):
         seed_policy(LocationPolicy(6, 3, 2, channels=4, hidden=8, head="spatial", patch_sizes=(32, 48)), locator)
+    with pytest.raises(ValueError, match="cannot carry"):  # another kernel than the locator's
+        seed_policy(LocationPolicy(6, 3, 2, channels=8, hidden=8, head="spatial", patch_sizes=(32, 48),
+                                   kernel=4 - kernel), locator)
+
+
+def test_locator_kernel_needs_a_hidden_layer_and_an_odd_side():
+    with pytest.raises(ValueError, match="kernel"):
+        Locator(6, hidden=0, kernel=3)
+    with pytest.raises(ValueError, match="kernel"):
+        Locator(6, hidden=4, kernel=2)
 
 
 def test_fit_locator_learns_where_a_bright_square_is_from_fixed_maps():

@@ -221,7 +221,6 @@ def test_a_frozen_glance_encoder_fits_the_locator_apart_and_is_asked_each_glance
     # stages 0-2, so its outputs come from the memo after the first pass over a split. Oracle:
     # the same run with the memo off ends with the same weights and test accuracies.
     from msgf.train import RunOptions, loop, train
-    from msgf.train.presets import preset
 
     memos = []
 
@@ -231,11 +230,7 @@ def test_a_frozen_glance_encoder_fits_the_locator_apart_and_is_asked_each_glance
             memos.append(self)
 
     monkeypatch.setattr(loop, "OutputMemo", CountingMemo)
-    config = preset("smoke", glance_size=32, patch_sizes=(32, 48), T=3, **{
-        "data.image_size": (64, 96), "data.train_samples": 32, "data.val_samples": 16, "data.test_samples": 16,
-        "data.batch_size": 16, "stage0.epochs": 1, "stage0.freeze_glance_encoder": True, "stage0.train_glance": False,
-        "stage0.locator_epochs": 3, "stage0.locator_hidden": 8, "stage1.epochs": 1,
-        "stage1.freeze_glance_encoder": True, "stage2.epochs": 1, "export_trajectories": False})
+    config = _frozen_locator_config()
     options = dict(stages=(0, 1, 2), progress=False)
     summary = train(config, RunOptions(out=tmp_path / "memo", **options))
     assert len(memos) == 1  # one memo for the whole run: f_G never changes
@@ -251,6 +246,55 @@ def test_a_frozen_glance_encoder_fits_the_locator_apart_and_is_asked_each_glance
     memo_weights, plain_weights = _weights(tmp_path / "memo" / "model.ckpt"), _weights(tmp_path / "plain" / "model.ckpt")
     for name, value in plain_weights.items():
         torch.testing.assert_close(memo_weights[name], value, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_the_locator_fits_on_the_maps_of_more_scenes_than_the_training_split(tmp_path, capsys):
+    # glance_samples > train_samples with a frozen f_G: the locator (3x3, pi's kernel) fits on
+    # f_G's maps of the first 40 training scenes, which the scene set keeps instead of glances,
+    # and pi starts from it. Oracles: f_G's maps of those scenes computed here, and pi's cell
+    # scores against the locator's own presence logits.
+    from msgf import ops
+    from msgf.data.synthsigns import render_scene
+    from msgf.train import RunOptions, loop
+    from msgf.train.stages import stage0
+
+    built, seeded = [], []
+    scene_set, seed_policy = stage0.EncoderTraining._scene_set, stage0.seed_policy
+    config = _frozen_locator_config(policy_channels=8, policy_kernel=3, **{
+        "data.train_samples": 16, "stage0.locator_epochs": 2, "stage0.locator_kernel": 3,
+        "stage0.glance_samples": 40, "stage0.local_samples": 24, "stage1.epochs": 0, "stage2.epochs": 0})
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(stage0.EncoderTraining, "_scene_set", lambda self: built.append(scene_set(self)) or built[-1])
+        patch.setattr(stage0, "seed_policy", lambda policy, locator, sharpness: (
+            seeded.append((locator, sharpness)), seed_policy(policy, locator, sharpness)))
+        trainer = loop.Trainer(config, RunOptions(out=tmp_path, stages=(0,), progress=False))
+        try:
+            trainer.run()
+        finally:
+            trainer.close()
+    assert "stage0 locator: 2 passes over 40 glance maps" in capsys.readouterr().out
+    scenes = built[0]
+    assert scenes.glances is None and len(scenes) == 40 and scenes.regions.shape[0] == 40
+    model, (locator, sharpness) = trainer.model.eval(), seeded[-1]
+    images = torch.stack([torch.from_numpy(render_scene(i, "train", 0, (64, 96)).image) for i in (0, 39)])
+    with torch.no_grad():
+        maps = model.global_encoder(ops.glance(images, 32, mean=model.config.mean, std=model.config.std))[0]
+        torch.testing.assert_close(scenes.maps[[0, 39]].float(), maps, atol=2e-2, rtol=1e-2)
+        scores = model.policy.cell_score(torch.relu(model.policy.reduce(maps)))[:, 0]
+        torch.testing.assert_close(scores, sharpness * locator(maps)[:, 0], rtol=1e-4, atol=1e-4)
+    assert tuple(model.policy.reduce.weight.shape[2:]) == (3, 3)
+
+
+def _frozen_locator_config(**overrides):
+    """smoke at 64x96 with f_G frozen and a two-layer locator fitted apart (cpu-demo's form)."""
+    from msgf.train.presets import preset
+
+    return preset("smoke", glance_size=32, patch_sizes=(32, 48), T=3, **{
+        "data.image_size": (64, 96), "data.train_samples": 32, "data.val_samples": 16, "data.test_samples": 16,
+        "data.batch_size": 16, "stage0.epochs": 1, "stage0.freeze_glance_encoder": True, "stage0.train_glance": False,
+        "stage0.locator_epochs": 3, "stage0.locator_hidden": 8, "stage1.epochs": 1,
+        "stage1.freeze_glance_encoder": True, "stage2.epochs": 1, "export_trajectories": False,
+        "stage0.glance_samples": 0, "stage0.local_samples": 0, **overrides})
 
 
 @pytest.mark.cuda

@@ -101,10 +101,18 @@ class EncoderTraining(Stage):
             return None
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.cfg.seed)
-            locator = Locator(self.model.global_encoder.map_channels, hidden=s0.locator_hidden)
+            locator = Locator(self.model.global_encoder.map_channels, hidden=s0.locator_hidden,
+                              kernel=s0.locator_kernel)
         if self.locator_state is not None:
             locator.load_state_dict(self.locator_state)
         return locator.to(self.run.device)
+
+    @property
+    def locator_on_scene_set(self) -> bool:
+        """Whether the locator fits on f_G's maps of the scene set's `glance_samples` images
+        (more than the training split holds) rather than of the training split."""
+        s0 = self.settings
+        return s0.locator_epochs > 0 and s0.glance_samples > 0
 
     @torch.no_grad()
     def _fit_locator(self) -> None:
@@ -113,6 +121,22 @@ class EncoderTraining(Stage):
         cfg, m, run = self.cfg, self.model, self.run
         started = time.time()
         m.eval()
+        if self.locator_on_scene_set:
+            scenes = self._scene_set()
+            count = min(self.settings.glance_samples, len(scenes))
+            maps, objects, hw = scenes.maps[:count], scenes.objects[:count], scenes.image_hw
+        else:
+            maps, objects, hw = self._training_split_maps()
+        m.train()
+        with torch.enable_grad():
+            losses = fit_locator(self.locator, maps, objects, hw, epochs=self.settings.locator_epochs,
+                                 generator=generator(cfg.seed, self.number, 0, 0, "locator"))
+        run.log.print(f"stage0 locator: {len(losses)} passes over {len(objects)} glance maps "
+                      f"({time.time() - started:.0f}s) | loss {losses[0]:.4f} -> {losses[-1]:.4f}")
+
+    def _training_split_maps(self) -> tuple[torch.Tensor, list[torch.Tensor], tuple[int, int]]:
+        """f_G's maps of the training split's glances, with each image's objects."""
+        cfg, m, run = self.cfg, self.model, self.run
         batches = loader(run.splits.train(self.number, 0), batch_size=cfg.data.eval_batch_size, shuffle=False,
                          seed=0, epoch=0, rank=0, world=1, workers=cfg.data.workers, drop_last=False)
         maps, objects = [], []
@@ -124,13 +148,7 @@ class EncoderTraining(Stage):
                 maps.append(m.global_encoder(glances)[0].float().cpu())
             distractors = batch.get("distractors") or [torch.zeros((0, 4))] * len(images)
             objects += [torch.cat([b, d]) for b, d in zip(batch["boxes"], distractors)]
-        m.train()
-        with torch.enable_grad():
-            losses = fit_locator(self.locator, torch.cat(maps), objects, image_hw(images),
-                                 epochs=self.settings.locator_epochs,
-                                 generator=generator(cfg.seed, self.number, 0, 0, "locator"))
-        run.log.print(f"stage0 locator: {len(losses)} passes over {len(objects)} glance maps "
-                      f"({time.time() - started:.0f}s) | loss {losses[0]:.4f} -> {losses[-1]:.4f}")
+        return torch.cat(maps), objects, image_hw(images)
 
     # ------------------------------------------------------------------ the data of an epoch
 
@@ -140,12 +158,24 @@ class EncoderTraining(Stage):
 
     def _scene_set(self):
         """The GlanceSet: the first max(glance_samples, local_samples) training images as
-        glances, with object windows twice the largest patch where f_L trains on them."""
-        s0, cfg = self.settings, self.cfg
-        count = max(s0.glance_samples if self.uses_glance else 0, s0.local_samples)
+        glances (or, where the locator fits on a frozen f_G, f_G's maps of them), with object
+        windows twice the largest patch where f_L trains on them."""
+        s0, cfg, m, run = self.settings, self.cfg, self.model, self.run
+        on_glances = self.uses_glance or self.locator_on_scene_set
+        count = max(s0.glance_samples if on_glances else 0, s0.local_samples)
         region = 2 * max(cfg.patch_sizes) if s0.local_samples > 0 else 0
-        return self.run.splits.glances(cfg.glance_size, count, self.model.config.mean, self.model.config.std,
-                                       region)
+        encode = None
+        if self.locator_on_scene_set:
+            @torch.no_grad()
+            def encode(glances):
+                encoder, training = m.global_encoder, m.global_encoder.training
+                encoder.eval()  # frozen: its BatchNorm statistics stay the pretrained ones
+                try:
+                    with run.autocast():
+                        return encoder.feature_map(glances.to(run.device)).float().cpu()
+                finally:
+                    encoder.train(training)
+        return run.splits.glances(cfg.glance_size, count, m.config.mean, m.config.std, region, encode)
 
     def _endless(self, count: int, epoch: int, purpose: str, setting: str):
         """Batches of indices into the first `count` items of the scene set, endless: a new
