@@ -239,9 +239,12 @@ def _parses(line: Line) -> None:
 
 
 def _readmes() -> list[Path]:
-    skip = {"build", "dist", "runs"}
-    return sorted(p for p in REPO.rglob("README.md")
-                  if not any(part.startswith(".") or part in skip for part in p.relative_to(REPO).parts))
+    """Every README.md of the project, not of what is built or installed into it (.venv, build/)."""
+    found = []
+    for root, folders, files in os.walk(REPO):
+        folders[:] = sorted(f for f in folders if not f.startswith(".") and f not in ("build", "dist", "runs"))
+        found += [Path(root) / "README.md"] if "README.md" in files else []
+    return found
 
 
 @pytest.mark.slow
