@@ -131,9 +131,10 @@ class Thresholds:
 
 
 def for_budget(candidates: list[Thresholds], budget) -> Thresholds:
-    """The thresholds searched for `budget` (MACs, relative tolerance 1e-6) among `candidates`."""
+    """The thresholds searched for `budget` (MACs, a number or "650M"; relative tolerance 1e-6)
+    among `candidates` (a checkpoint's); with budget None, the only one there is."""
     return candidates[choose([t.budget for t in candidates], budget, source="the checkpoint",
-                             remedy="run `msgf search-thresholds --budget ...` on this checkpoint first")]
+                             remedy="run `msgf search-thresholds --ckpt ... --budget ...` on it first")]
 
 
 def choose_thresholds(model, *, budget=None, thresholds=None) -> Thresholds:
@@ -141,12 +142,8 @@ def choose_thresholds(model, *, budget=None, thresholds=None) -> Thresholds:
     JSON file in any layout msgf.threshold_sets reads) when given, else the model's own (its
     checkpoint's); `budget` (MACs, a number or "650M") picks among several sets and may be left
     out where there is one."""
-    stored = model.exit_thresholds
-    if thresholds is None and budget is not None:
-        chosen = for_budget(stored, budget)
-    elif thresholds is None:
-        chosen = stored[choose([t.budget for t in stored], None, source="the checkpoint",
-                               remedy="run `msgf search-thresholds --ckpt ...` on it first, or give thresholds")]
+    if thresholds is None:
+        chosen = for_budget(model.exit_thresholds, budget)
     elif isinstance(thresholds, Thresholds):  # one set: a budget given with it must be its own
         choose([thresholds.budget], budget, source="the thresholds given", remedy="leave the budget out to use them")
         chosen = thresholds

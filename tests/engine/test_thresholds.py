@@ -89,9 +89,15 @@ def test_bad_thresholds():
 
 def test_for_budget_finds_the_match_or_says_what_to_run():
     a, b = Thresholds([[0.5]], budget=1e9), Thresholds([[0.7]], budget=2e9)
-    assert for_budget([a, b], 2.0e9) is b
-    with pytest.raises(ValueError, match="search-thresholds"):
+    assert for_budget([a, b], 2.0e9) is b and for_budget([a, b], "2G") is b
+    with pytest.raises(ValueError, match=r"no thresholds for budget 1.50G MACs in the checkpoint \(budgets there: "
+                                         r"1.00G, 2.00G\); run `msgf search-thresholds"):
         for_budget([a, b], 1.5e9)
+    assert for_budget([a], None) is a  # no budget: the only set there is
+    with pytest.raises(ValueError, match=r"the checkpoint holds 2 threshold sets \(budgets: 1.00G, 2.00G\)"):
+        for_budget([a, b], None)
+    with pytest.raises(ValueError, match="the checkpoint holds no thresholds; run `msgf search-thresholds"):
+        for_budget([], None)
 
 
 def _etas(report: dict) -> list[np.ndarray]:
