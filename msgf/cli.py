@@ -15,6 +15,7 @@ from msgf import __version__
 COMMAND_MODULES = [  # each defines register(subparsers); keep one per line
     "msgf.commands.search_thresholds",
     "msgf.commands.evaluate",
+    "msgf.commands.error_budget",
     "msgf.commands.train",
     "msgf.commands.data",
     "msgf.commands.infer",

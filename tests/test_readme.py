@@ -1,8 +1,8 @@
 """The READMEs' examples, run as a new user runs them (issue 31).
 
 After `make demo`'s own command lines (`make demo-steps`, with a tiny model in DEMO_TRAIN), in a
-folder holding the inputs the examples name (photos/, scan.tif, manifest.jsonl, photo.jpg,
-val.npz, test.npz), the test runs in order:
+folder holding the inputs the examples name (photos/, scan.tif, train/val/test.jsonl, sts/,
+photo.jpg, val.npz, test.npz), the test runs in order:
 
 1. README.md's "command line" block, then the other READMEs' ```bash blocks (BASH_BLOCKS), each
    line as written, in its own process; each must exit 0. Only the program is replaced (`msgf`
@@ -137,8 +137,9 @@ def reduced(line: Line) -> list[str]:
 
 
 def make_inputs(folder: Path) -> None:
-    """What the examples name: photos/ (JPEG), scan.tif (tiled), manifest.jsonl (labelled scenes),
-    photo.jpg, and val.npz / test.npz (the demo's trajectories)."""
+    """What the examples name: photos/ (JPEG), scan.tif (tiled), train/val/test.jsonl (manifests of
+    labelled scenes), sts/ (a recipe's folder of splits), photo.jpg, and val.npz / test.npz (the
+    demo's trajectories)."""
     import tifffile
     from PIL import Image
 
@@ -152,8 +153,11 @@ def make_inputs(folder: Path) -> None:
     Image.fromarray(render_scene(3, "test", image_size=(120, 160)).image).save(folder / "photo.jpg")
     tifffile.imwrite(folder / "scan.tif", render_scene(4, "test", image_size=(192, 256)).image, tile=(64, 64),
                      photometric="rgb")
-    records, classes = read_manifest(write_synthsigns(folder, "train", 12, (64, 96), progress=False))
-    write_manifest(folder / "manifest.jsonl", records, classes)  # the same scenes, listed as JSONL
+    for split, count in (("train", 12), ("val", 8), ("test", 8)):  # scenes listed as JSONL, beside their CSV
+        records, classes = read_manifest(write_synthsigns(folder, split, count, (64, 96), progress=False))
+        write_manifest(folder / f"{split}.jsonl", records, classes)
+        if split != "val":  # as datasets/sts writes it: train and test, the run holds out its own val
+            write_synthsigns(folder / "sts", split, count, (64, 96), progress=False)
     for split in ("val", "test"):
         (folder / f"{split}.npz").write_bytes((folder / "runs" / "demo" / f"{split}_trajectories.npz").read_bytes())
 

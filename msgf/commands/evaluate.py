@@ -22,9 +22,11 @@ def register(subparsers) -> None:
         description="Evaluate a checkpoint on a dataset split with budgeted early exits or in anytime "
                     "mode; print accuracy and average MACs per image and write them as JSON.")
     parser.add_argument("checkpoint", metavar="CKPT", type=Path, help="checkpoint written by msgf train")
-    parser.add_argument("--data", required=True,
-                        help='"synthsigns", a manifest file or an ImageFolder directory')
-    parser.add_argument("--split", default="test", help="dataset split (default: test)")
+    parser.add_argument("--data",
+                        help='"synthsigns", a manifest file, an ImageFolder directory or a folder of splits '
+                             "(default: the test set the checkpoint was trained with, as msgf train recorded it)")
+    parser.add_argument("--split", default="test",
+                        help="split of --data, for synthsigns or a folder of splits (default: test)")
     add_threshold_arguments(parser)
     parser.add_argument("--anytime", action="store_true", help="run every sample for t = 1..T steps")
     parser.add_argument("--size", type=_positive, help="patch size for --anytime (default: each size in turn)")
@@ -34,7 +36,8 @@ def register(subparsers) -> None:
                         help="image size where the data source makes or resizes images (e.g. synthsigns)")
     parser.add_argument("--workers", type=int, default=0, help="data loader processes (default: 0)")
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
-    parser.add_argument("--seed", type=int, default=0, help="dataset seed (default: 0)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="dataset seed of --data (default: 0; a recorded test set keeps its own)")
     parser.add_argument("--out", type=Path, metavar="JSON", help="result file (default: CKPT stem + .eval.json)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.set_defaults(func=run)
@@ -65,6 +68,7 @@ def evaluate(args) -> dict:
 
     from msgf import data, engine
     from msgf.checkpoint import load_checkpoint
+    from msgf.commands._checkpoint_data import open_data
 
     model = load_checkpoint(args.checkpoint, map_location=args.device)
     cfg = model.config
@@ -72,10 +76,10 @@ def evaluate(args) -> dict:
     sizes = [args.size] if args.size is not None else list(cfg.patch_sizes)
     if args.anytime and args.size is not None and args.size not in cfg.patch_sizes:
         raise ValueError(f"--size must be one of the model's patch sizes {list(cfg.patch_sizes)}")
-    dataset = data.open_dataset(args.data, args.split, seed=args.seed, num_samples=args.num_samples,
-                                image_size=args.image_size)
+    dataset, name, _ = open_data(args.checkpoint, args.data, args.split, "test", num_samples=args.num_samples,
+                                 image_size=args.image_size, seed=args.seed, command="evaluate")
     if len(dataset.classes) != cfg.num_classes:
-        raise ValueError(f"{args.data} has {len(dataset.classes)} classes, the checkpoint {cfg.num_classes}")
+        raise ValueError(f"{name} has {len(dataset.classes)} classes, the checkpoint {cfg.num_classes}")
     loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size, shuffle=False,
                                          num_workers=args.workers, collate_fn=data.collate_batch)
     tally = _Tally(cfg, sizes)
@@ -86,7 +90,7 @@ def evaluate(args) -> dict:
                 tally.add_anytime(size, engine.anytime(model, images, size), labels)
         else:
             tally.add(engine.predict(model, images, thresholds), labels)
-    report = {"checkpoint": str(args.checkpoint), "data": args.data, "split": args.split,
+    report = {"checkpoint": str(args.checkpoint), "data": name, "split": args.split if args.data else "test",
               "num_samples": tally.count, "config": cfg.to_dict()}
     if args.anytime:
         report.update(mode="anytime", anytime=tally.anytime_summary())

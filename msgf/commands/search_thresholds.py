@@ -2,8 +2,9 @@
 
 The search itself is the standalone `threshold_search` package; this module only gets the
 trajectories, runs the method asked for and the geometric baseline, and reports them.
-Trajectories come from `.npz` files (`--trajectories`/`--test`) or from a checkpoint and a
-dataset (`--ckpt --data`): then they are exported once and cached next to the checkpoint.
+Trajectories come from `.npz` files (`--trajectories`/`--test`) or from a checkpoint (`--ckpt`)
+on `--data` or on the sets it was trained with: then they are exported once and cached next to
+the checkpoint.
 With `--ckpt`, the thresholds found are stored back into the checkpoint (atomically), where
 `msgf evaluate --budget`, `msgf infer --budget` and `msgf export` find them; `--ckpt` with
 `--trajectories` stores what was searched on the files training exported (as `make demo`
@@ -46,9 +47,11 @@ def register(subparsers) -> None:
                         help="validation trajectories exported by msgf (see threshold_search/README.md)")
     parser.add_argument("--ckpt", metavar="CKPT", type=Path,
                         help="a checkpoint: store the thresholds found in it; without --trajectories, export its "
-                             "trajectories on --data first (cached next to it)")
+                             "trajectories first (on --data, or on the sets it was trained with; cached next to it)")
     from_ckpt = parser.add_argument_group("with --ckpt and no --trajectories")
-    from_ckpt.add_argument("--data", help='validation data: "synthsigns", a manifest or an ImageFolder directory')
+    from_ckpt.add_argument("--data", help='validation data: "synthsigns", a manifest, an ImageFolder directory or '
+                                          "a folder of splits (default: the validation and test sets the "
+                                          "checkpoint was trained with, as msgf train recorded them)")
     from_ckpt.add_argument("--split", default="val", help="split of --data to search on (default: val)")
     from_ckpt.add_argument("--test-data", help="test data to report on (never searched)")
     from_ckpt.add_argument("--test-split", default="test", help="split of --test-data (default: test)")
@@ -56,7 +59,8 @@ def register(subparsers) -> None:
     from_ckpt.add_argument("--image-size", metavar="HxW", type=_image_size,
                            help="image size where the data source makes or resizes images (e.g. synthsigns)")
     from_ckpt.add_argument("--data-seed", type=int, default=0,
-                           help="dataset seed, for generated sources like synthsigns (default: 0)")
+                           help="dataset seed, for generated sources like synthsigns (default: 0; recorded sets "
+                                "keep their own)")
     from_ckpt.add_argument("--batch-size", type=_positive, default=64, help="images per export batch (default: 64)")
     from_ckpt.add_argument("--device", default="cpu", help="torch device for the export (default: cpu)")
     parser.add_argument("--budget", action="append", required=True, type=_budget, metavar="MACS",
@@ -77,6 +81,10 @@ def register(subparsers) -> None:
 
 def trajectories_from_files(args) -> tuple[Trajectories, Trajectories | None]:
     """(validation, test or None) read from --trajectories / --test."""
+    if args.test is not None and not args.test.exists():
+        raise FileNotFoundError(f"--test: {args.test} does not exist. A training run without a test set writes no "
+                                f"test_trajectories.npz (its log and summary.json say which data served each "
+                                f"role): leave --test out, or train with --test-data")
     validation = Trajectories.load(args.trajectories)
     test = Trajectories.load(args.test) if args.test is not None else None
     if test is not None and (test.T != validation.T or test.sizes.tolist() != validation.sizes.tolist()):
@@ -86,18 +94,25 @@ def trajectories_from_files(args) -> tuple[Trajectories, Trajectories | None]:
 
 
 def trajectories_from_checkpoint(args) -> tuple[Trajectories, Trajectories | None]:
-    """(validation, test or None) exported from --ckpt on --data / --test-data, cached."""
-    if args.data is None:
-        raise ValueError("--ckpt needs --data (the validation data to search on)")
-    validation = Trajectories.load(_export_cached(args, args.data, args.split))
+    """(validation, test or None) exported from --ckpt on --data / --test-data, cached; without
+    --data, on the validation and test sets the checkpoint was trained with."""
+    from msgf.commands._checkpoint_data import recorded_splits
+
+    validation = Trajectories.load(_export_cached(args, args.data, args.split, "val"))
     test = None
     if args.test_data is not None:
-        test = Trajectories.load(_export_cached(args, args.test_data, args.test_split))
+        test = Trajectories.load(_export_cached(args, args.test_data, args.test_split, "test"))
+    elif args.data is None:
+        if (recorded_splits(args.ckpt) or {}).get("test") is not None:
+            test = Trajectories.load(_export_cached(args, None, args.test_split, "test"))
+        else:
+            print(f"{args.ckpt} was trained without a test set: no test numbers (give --test-data)", file=sys.stderr)
     return validation, test
 
 
-def _export_cached(args, source: str, split: str) -> Path:
-    """The trajectory file of the checkpoint on one data split, exported unless cached.
+def _export_cached(args, source: str | None, split: str, role: str) -> Path:
+    """The trajectory file of the checkpoint on one data split (None: its recorded `role` set),
+    exported unless cached.
 
     The cache key covers the model (configuration and weights, not the stored thresholds,
     which this command itself rewrites) and every data argument, so a retrained checkpoint or
@@ -106,19 +121,22 @@ def _export_cached(args, source: str, split: str) -> Path:
 
     from msgf import data
     from msgf.checkpoint import load_checkpoint, read_checkpoint
+    from msgf.commands._checkpoint_data import open_data
     from msgf.engine import export_trajectories
 
-    key = json.dumps([_model_digest(read_checkpoint(args.ckpt)), source, split, args.num_samples, args.image_size,
-                      args.data_seed])
-    path = args.ckpt.with_name(f"{args.ckpt.stem}.{split}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.npz")
+    option = "--data" if role == "val" else "--test-data"
+    dataset, name, data_key = open_data(args.ckpt, source, split, role, num_samples=args.num_samples,
+                                        image_size=args.image_size, seed=args.data_seed, command="search-thresholds",
+                                        option=option)
+    key = json.dumps([_model_digest(read_checkpoint(args.ckpt)), *data_key])
+    label = split if source is not None else role
+    path = args.ckpt.with_name(f"{args.ckpt.stem}.{label}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.npz")
     if path.exists():
         print(f"using cached trajectories {path}", file=sys.stderr)
         return path
     model = load_checkpoint(args.ckpt, map_location=args.device)
-    dataset = data.open_dataset(source, split, seed=args.data_seed, num_samples=args.num_samples,
-                                image_size=args.image_size)
     if len(dataset.classes) != model.config.num_classes:
-        raise ValueError(f"{source} has {len(dataset.classes)} classes, the checkpoint {model.config.num_classes}")
+        raise ValueError(f"{name} has {len(dataset.classes)} classes, the checkpoint {model.config.num_classes}")
     loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size, collate_fn=data.collate_batch)
     batches = ({"images": b["images"].to(args.device), "labels": b["labels"]} for b in loader)
     export_trajectories(model, batches, path, total=len(loader))
@@ -137,7 +155,7 @@ def _model_digest(payload: dict) -> str:
 
 def _check_sources(args) -> None:
     if args.ckpt is None and args.trajectories is None:
-        raise ValueError("give --trajectories VAL.npz, or --ckpt CKPT (with --data, or with --trajectories)")
+        raise ValueError("give --trajectories VAL.npz, --ckpt CKPT, or both (to store what is searched on the files)")
     if args.trajectories is not None and (args.data or args.test_data):
         raise ValueError("--data and --test-data go with --ckpt alone (they export its trajectories); "
                          "with --trajectories use --test")

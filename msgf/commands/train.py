@@ -40,9 +40,11 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "train", help="train an MS-GFNet: stage 0 (backbones), I (random patches), II (PPO), III (fine-tune)",
         description="Train an MS-GFNet from a preset. With no --data it trains on the built-in speed-limit "
-                    "scenes (cpu-demo preset). Prints accuracy per step and the MACs table, and writes "
-                    "OUT/model.ckpt (for msgf evaluate) and OUT/{val,test}_trajectories.npz (for msgf "
-                    "search-thresholds).")
+                    "scenes (cpu-demo preset). Validation and test images are never training images: give "
+                    "them (--val-data, --test-data, or a folder of splits as --data), or validation is held "
+                    "out of the training file and no test numbers are reported. Prints which images serve "
+                    "each role, accuracy per step and the MACs table, and writes OUT/model.ckpt (for msgf "
+                    "evaluate) and OUT/{val,test}_trajectories.npz (for msgf search-thresholds).")
     parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
                         help="recipe (default: cpu-demo for the built-in scenes, paper for other data)")
     parser.add_argument("--sizes", type=_sizes, help="focus patch sides, e.g. 96,128,160")
@@ -56,7 +58,20 @@ def register(subparsers) -> None:
     parser.add_argument("--from-scratch", action="store_true", help="random encoder weights, whatever the preset says")
     parser.add_argument("--weights", metavar="PATH", help="a local state dict for both encoders (any backbone)")
     parser.add_argument("--T", type=_positive, help="steps including the glance")
-    parser.add_argument("--data", help='"synthsigns" (default), a manifest file or an ImageFolder directory')
+    parser.add_argument("--data", metavar="TRAIN",
+                        help='training data: "synthsigns" (default), a manifest file, an ImageFolder directory, '
+                             "or a folder of train/val/test manifests or ImageFolders (as datasets/ recipes and "
+                             "msgf data synth write them), whose val and test files then serve those roles")
+    parser.add_argument("--val-data", metavar="VAL",
+                        help="validation data (best epochs, exit thresholds): a manifest or an ImageFolder. "
+                             "Default: the --data folder's, the built-in scenes' val split, or a part of the "
+                             "training file held out (--val-fraction)")
+    parser.add_argument("--test-data", metavar="TEST",
+                        help="test data, only ever reported on: a manifest or an ImageFolder. Default: the --data "
+                             "folder's or the built-in scenes' test split; otherwise the run reports no test numbers")
+    parser.add_argument("--val-fraction", type=float, metavar="F",
+                        help="share of the training file held out for validation when no validation data is given, "
+                             "stratified by class and drawn from --seed (default: the preset's, 0.1)")
     parser.add_argument("--image-size", type=_image_size, metavar="HxW", help="image size for the data source")
     parser.add_argument("--out", type=Path, default=Path("runs/train"), help="output directory (default: runs/train)")
     parser.add_argument("--seed", type=int, help="seed (default: the preset's, 0)")
@@ -88,7 +103,9 @@ def config_from_args(args):
                  "seed": args.seed, "data.image_size": args.image_size, "data.batch_size": args.batch_size,
                  "data.train_samples": args.train_samples, "data.val_samples": args.val_samples,
                  "data.test_samples": args.test_samples, "data.workers": args.workers,
-                 "stage2.reward": args.reward, "policy_head": args.policy_head}
+                 "stage2.reward": args.reward, "policy_head": args.policy_head,
+                 "data.val_source": args.val_data, "data.test_source": args.test_data,
+                 "data.val_fraction": args.val_fraction}
     if args.data is not None:
         overrides["data.source"] = args.data
     if args.pretrained is not None and (args.from_scratch or args.weights is not None):

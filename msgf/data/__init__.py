@@ -27,7 +27,9 @@ def open_dataset(source: str, split: str = "train", *, seed: int = 0, augment: b
 
     source: "synthsigns" (generated on the fly; split train/val/test; image_size (H, W),
       default (960, 1280); num_samples per split, default 20000/2000/2000), a manifest
-      (.csv/.jsonl; `split` is ignored, one manifest per split), or an ImageFolder directory.
+      (.csv/.jsonl; `split` is ignored, one manifest per split), an ImageFolder directory, or
+      a split folder (`DIR/<split>.csv` or `DIR/<split>/<class>/`, as the recipes in datasets/
+      and `msgf data synth` write it): then `split` picks its manifest or tree.
     augment: train-time augmentation. Road scenes (synthsigns, and manifests whose rows carry
       boxes) get brightness/contrast + panning; photos (ImageFolder, manifests without boxes)
       get random-resized-crop + flip.
@@ -38,6 +40,7 @@ def open_dataset(source: str, split: str = "train", *, seed: int = 0, augment: b
     from msgf.data import synthsigns
     from msgf.data.augment import road_augment
     from msgf.data.files import ImageFileDataset, image_folder_records
+    from msgf.data.layout import SPLIT_NAMES, split_files
 
     if not isinstance(source, (str, os.PathLike)):
         raise TypeError(f"source: expected 'synthsigns' or a path, got {type(source).__name__}")
@@ -49,6 +52,11 @@ def open_dataset(source: str, split: str = "train", *, seed: int = 0, augment: b
         return synthsigns.SynthSigns(split, seed=seed, num_samples=num_samples, image_size=image_size,
                                      transform=road_augment if augment else None)
     path = Path(source)
+    folders = split_files(path, {name: name for name in SPLIT_NAMES})
+    if folders is not None:
+        if split not in folders:
+            raise ValueError(f"split: {str(path)!r} is a split folder holding {sorted(folders)}, no {split!r}")
+        path = folders[split]
     if path.suffix.lower() in MANIFEST_SUFFIXES:
         records, classes = read_manifest(path)
         root = path.parent

@@ -82,6 +82,17 @@ class ImageFileDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
+    @property
+    def targets(self) -> list[int]:
+        """Every image's class index, read from the records (no image is decoded)."""
+        return [self._class_index[record.label] for record in self.records]
+
+    def subset(self, indices) -> ImageFileDataset:
+        """The images at `indices`, in that order, read and augmented as this dataset reads
+        them (the same classes, augmentation kind and image size)."""
+        return ImageFileDataset([self.records[int(i)] for i in indices], self.classes, self.root,
+                                augment_kind=self.augment_kind, augment=self.augment, image_size=self.image_size)
+
     def _load(self, index: int) -> dict:
         record = self.records[index]
         path = self._path(record)

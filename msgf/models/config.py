@@ -14,7 +14,9 @@ class GFConfig:
     glance_size: int
     patch_sizes: tuple[int, ...]  # candidate focus sizes, ascending and distinct
     T: int  # steps including the glance
-    classifier: str  # "gru" or "fc" (cascade of linear heads over concatenated features)
+    # "gru", "fc" (cascade of linear heads over concatenated features) or "max" (one head over the
+    # glance feature and the elementwise maximum of the focus features: msgf.models.heads)
+    classifier: str
     classifier_hidden: int = 1024  # GRU hidden size (unused by "fc")
     policy_channels: int = 32  # output channels of the policy's 1x1 conv
     policy_hidden: int = 256  # hidden size of the policy's GRU
@@ -40,7 +42,7 @@ class GFConfig:
         _require(len(sizes) >= 1 and all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in sizes),
                  "patch_sizes", "a non-empty sequence of positive ints")
         _require(list(sizes) == sorted(set(sizes)), "patch_sizes", "ascending and distinct")
-        _require(self.classifier in ("gru", "fc"), "classifier", '"gru" or "fc"')
+        _require(self.classifier in ("gru", "fc", "max"), "classifier", '"gru", "fc" or "max"')
         _require(self.policy_head in ("sigmoid", "spatial"), "policy_head", '"sigmoid" or "spatial"')
         _require(isinstance(self.location_std, float) and self.location_std > 0, "location_std", "a positive float")
         _require(isinstance(self.policy_inhibition, (int, float)) and self.policy_inhibition >= 0

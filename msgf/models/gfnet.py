@@ -17,7 +17,7 @@ from msgf import ops
 from msgf.models import macs as macs_mod
 from msgf.models.backbones import build_backbone, default_classifier, preprocessing
 from msgf.models.config import GFConfig
-from msgf.models.heads import CascadeClassifier, GRUClassifier, LocationPolicy
+from msgf.models.heads import CascadeClassifier, GRUClassifier, LocationPolicy, MaxPoolClassifier
 from msgf.models.state import GFState, Proposal
 
 
@@ -36,6 +36,8 @@ class GFNet(nn.Module):
         self.map_side = max(_map_sides(self.global_encoder, [config.glance_size, *config.patch_sizes]))
         if config.classifier == "gru":
             self.classifier = GRUClassifier(dim, config.num_classes, config.classifier_hidden)
+        elif config.classifier == "max":
+            self.classifier = MaxPoolClassifier(dim, config.num_classes)
         else:
             self.classifier = CascadeClassifier(dim, config.num_classes, config.T)
         self.aux_heads = nn.ModuleList(nn.Linear(dim, config.num_classes) for _ in range(config.T))

@@ -49,6 +49,46 @@ class CascadeClassifier(nn.Module):
             head.bias.copy_(patch_head.bias)
 
 
+class MaxPoolClassifier(nn.Module):
+    """f_C as evidence that persists: after the glance (t = 1) a linear head on its feature;
+    from t = 2 on, one linear head shared by every step over [glance feature, elementwise
+    maximum of the focus steps' features so far].
+
+    Where the class is decided by one patch among several (a sign among decoys, a bird in a
+    corner), the cascade's concatenation lets patches on decoys talk a later step out of what
+    an earlier patch read, and its head for step t learns what step t's slot means from the
+    few episodes in which the object was found exactly then. The maximum keeps the strongest
+    evidence whatever step found it (multiple-instance pooling), so one head serves every
+    step. The memory has a fixed width (2 D), which the ONNX export needs.
+    """
+
+    def __init__(self, feature_dim: int, num_classes: int):
+        super().__init__()
+        self.feature_dim = feature_dim
+        self.glance_head = nn.Linear(feature_dim, num_classes)
+        self.focus_head = nn.Linear(2 * feature_dim, num_classes)
+
+    def initial_memory(self, batch: int, like: Tensor) -> Tensor:
+        return like.new_zeros((batch, 2 * self.feature_dim))
+
+    def forward(self, features: Tensor, memory: Tensor, step: int) -> tuple[Tensor, Tensor]:
+        dim = self.feature_dim
+        if step == 1:
+            memory = torch.cat([features, torch.zeros_like(features)], dim=1)
+            return self.glance_head(features), memory
+        pooled = features if step == 2 else torch.maximum(memory[:, dim:], features)
+        memory = torch.cat([memory[:, :dim], pooled], dim=1)
+        return self.focus_head(memory), memory
+
+    @torch.no_grad()
+    def start_focus_heads_from(self, patch_head: nn.Linear) -> None:
+        """The focus head starts as `patch_head` on the pooled patch features, with no weight on
+        the glance's: f_C begins where a trained patch classifier is."""
+        self.focus_head.weight.zero_()
+        self.focus_head.weight[:, self.feature_dim:] = patch_head.weight
+        self.focus_head.bias.copy_(patch_head.bias)
+
+
 class LocationPolicy(nn.Module):
     """pi: where to put the next patch, given this step's feature map and both patch sizes.
 

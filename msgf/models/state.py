@@ -21,7 +21,8 @@ class GFState:
     feature_map: (B, D, S, S) encoder feature map of this step, bilinearly resized to the
         largest map side S over all input sizes: what the policy reads to place the next patch.
     size_index: (B,) which input this step saw: 0 = glance, k + 1 = patch_sizes[k].
-    classifier_memory: (B, H) GRU hidden state, or (B, step * D) concatenated features ("fc").
+    classifier_memory: (B, H) GRU hidden state, (B, step * D) concatenated features ("fc"), or
+        (B, 2 D) the glance feature and the maximum of the focus features ("max").
     policy_hidden: (B, Hp) the policy's state: its GRU's hidden state (and, for the "spatial"
         head, the glance's cell scores and offsets and the image size).
     """

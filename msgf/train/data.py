@@ -238,11 +238,29 @@ def loader(dataset: Dataset, *, batch_size: int, shuffle: bool, seed: int, epoch
                       drop_last=drop_last, persistent_workers=False)
 
 
+# how a run's data inputs are named in messages: the DataConfig field and its msgf train flag
+ARGUMENTS = {"train": "data.source (--data)", "val": "data.val_source (--val-data)",
+             "test": "data.test_source (--test-data)"}
+
+
+def data_roles(cfg: DataConfig, seed: int):
+    """Which data serves train, val and test (msgf.data.roles.DataRoles); ValueError naming the
+    inputs where two roles would share a file or images."""
+    from msgf.data.roles import DataRoles
+
+    return DataRoles.resolve(cfg.source, cfg.val_source, cfg.test_source, layout=cfg.layout,
+                             val_fraction=cfg.val_fraction, val_limit=cfg.val_samples, seed=seed,
+                             synthsigns_splits=(cfg.val_split, cfg.test_split), arguments=ARGUMENTS)
+
+
 class Splits:
-    """The training split (cached, fixed, or fresh every epoch) and the evaluation splits."""
+    """The training split (cached, fixed, or fresh every epoch) and the evaluation splits, each
+    read from the data of its role (`roles`) and from nothing else."""
 
     def __init__(self, cfg: DataConfig, seed: int, *, progress: bool = False):
         self.cfg, self.seed, self.progress = cfg, seed, progress
+        self.roles = data_roles(cfg, seed)
+        self._record: dict | None = None
         self._train = None
         self._glances: GlanceSet | None = None
         self._eval: dict[str, Dataset] = {}
@@ -270,16 +288,43 @@ class Splits:
         cfg = self.cfg
         if cfg.distractors and cfg.source == "synthsigns":
             return SynthSignsWithDistractors("train", seed=seed, num_samples=num_samples, image_size=cfg.image_size)
-        return open_split(cfg, "train", seed=seed, num_samples=num_samples, augment=cfg.augment)
+        return self.roles.open("train", seed=seed, num_samples=num_samples, augment=cfg.augment,
+                               image_size=cfg.image_size)
+
+    @property
+    def has_test(self) -> bool:
+        return self.roles.has("test")
 
     def evaluation(self, which: str) -> Dataset:
-        split = {"val": self.cfg.val_split, "test": self.cfg.test_split}[which]
+        """The validation or test set ("val", "test"); ValueError for a test set the run lacks."""
+        if which not in ("val", "test"):
+            raise ValueError(f"which: expected 'val' or 'test', got {which!r}")
         if which not in self._eval:
-            count = self.cfg.val_samples if which == "val" else self.cfg.test_samples
-            dataset = open_split(self.cfg, split, seed=self.seed, num_samples=count, augment=False)
+            dataset = self.roles.open(which, seed=self.seed, num_samples=self._samples(which), augment=False,
+                                      image_size=self.cfg.image_size)
             self._eval[which] = InMemory(dataset, workers=self.cfg.cache_workers, desc=f"cache {which}",
                                          progress=self.progress) if self.cfg.cache else dataset
         return self._eval[which]
+
+    def _samples(self, role: str) -> int | None:
+        return {"train": self.cfg.train_samples, "val": self.cfg.val_samples, "test": self.cfg.test_samples}[role]
+
+    def counts(self) -> dict[str, int]:
+        """The images each role uses, counted without reading any."""
+        return {role: self.roles.count(role, self._samples(role)) for role in ("train", "val", "test")
+                if self.roles.has(role)}
+
+    def record(self) -> dict:
+        """What served each role (msgf.data.roles.DataRoles.record) and the image size it was read
+        at: what summary.json and the checkpoints keep, so that `msgf evaluate` and `msgf
+        search-thresholds` read the same images."""
+        if self._record is None:  # fixed for the run
+            size = self.cfg.image_size
+            self._record = {**self.roles.record(self.counts()), "image_size": None if size is None else list(size)}
+        return self._record
+
+    def describe(self, which: str) -> str:
+        return self.roles.describe(which)
 
     def classes(self) -> list[str]:
         return list(getattr(self.evaluation("val"), "classes", []))

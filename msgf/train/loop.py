@@ -63,6 +63,8 @@ class Trainer:
         self.out = Path(options.out)
         self.world, self.device = distributed.init(options.device)
         self.main = self.world.is_main
+        # which data serves each role; a file or images in two roles are refused before any output
+        self.splits = Splits(config.data, config.seed, progress=self.main and options.progress)
         if self.main:
             self.out.mkdir(parents=True, exist_ok=True)
         distributed.barrier(self.world)
@@ -76,8 +78,9 @@ class Trainer:
             torch.set_flush_denormal(True)
         self.autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) \
             if (config.amp and self.cuda) else contextlib.nullcontext
-        self.splits = Splits(config.data, config.seed, progress=self.main and options.progress)
         self.log = RunLog(self.out, enabled=self.main, append=options.resume)
+        for line in self.splits.roles.lines(self.splits.counts()):
+            self.log.print(line)
         self.stages = tuple(options.stages)
         self.state_path = self.out / STATE_FILE
         self.position = Position()
@@ -85,14 +88,14 @@ class Trainer:
         if config.channels_last and self.cuda:
             self.model = self.model.to(memory_format=torch.channels_last)
         if options.resume and self.state_path.exists():
-            self.position = load_state(self.state_path, self.model, config, self.stages)
+            self.position = load_state(self.state_path, self.model, config, self.stages, self.splits.record())
             pos = self.position
             where = f"stage{self.stages[pos.stage_pos]}" if pos.stage_pos < len(self.stages) else "done"
             self.log.print(f"resuming from {self.state_path}: {where} epoch {pos.epoch}")
 
     def _save_state(self) -> None:
         if self.main:
-            save_state(self.state_path, self.model, self.cfg, self.stages, self.position)
+            save_state(self.state_path, self.model, self.cfg, self.stages, self.position, self.splits.record())
         distributed.barrier(self.world)
 
     def close(self) -> None:
@@ -133,14 +136,18 @@ class Trainer:
                 self.model.load_state_dict(pos.best_state)
             stage.finish()
         self._keep_glance_outputs(True)  # fixed from here to the next stage
-        if stage.episodic and stage.epochs > 0:  # a stage without epochs leaves the model as the last one's
+        # a stage without epochs leaves the model as the last one's; without a test set there
+        # are no test numbers (the log said so when the run started)
+        if stage.episodic and stage.epochs > 0 and self.splits.has_test:
             test = stage.test()
             pos.results[stage.name] = test
             self.log.metrics(stage.name, stage.epochs, "test", test)
-            self.log.print(format_steps(f"{stage.name} (best epoch) on the test split", test, self.model.config))
+            self.log.print(format_steps(f"{stage.name} (best epoch) on the test set, {self.splits.describe('test')}",
+                                        test, self.model.config))
         if self.main:
             save_checkpoint(self.model, self.out / f"{stage.name}.ckpt",
-                            training={"stage": stage.number, "best_val_score": pos.best_score})
+                            training={"stage": stage.number, "best_val_score": pos.best_score,
+                                      "splits": self.splits.record()})
         self.position = Position(stage_pos=pos.stage_pos + 1, history=pos.history, results=pos.results)
         self._save_state()
 

@@ -1,5 +1,6 @@
 """What a finished run leaves in --out: model.ckpt (with the run's summary), summary.json, and
-the validation and test trajectories that `msgf search-thresholds` reads."""
+the validation and test trajectories that `msgf search-thresholds` reads (no test trajectories
+for a run without a test set)."""
 from __future__ import annotations
 
 import json
@@ -20,20 +21,28 @@ def write_outputs(run) -> dict:
     results = run.position.results
     summary = {"config": run.cfg.to_dict(), "stages": list(run.stages), "results": results,
                "macs_table": {str(k): v for k, v in table.items()}, "history": run.position.history,
-               "world_size": run.world.size}
+               "world_size": run.world.size, "splits": run.splits.record()}
     measured = [f"stage{s}" for s in run.stages if f"stage{s}" in results]
     if run.main:
         run.log.print("MACs per step: " + "  ".join(f"{k}: {format_macs(v)}" for k, v in table.items()))
         if measured:
-            run.log.print(format_steps(f"final ({measured[-1]}) on the test split", results[measured[-1]], m.config))
+            run.log.print(format_steps(f"final ({measured[-1]}) on the test set, {run.splits.describe('test')}",
+                                       results[measured[-1]], m.config))
+        elif not run.splits.has_test:
+            run.log.print("no test set: no test numbers (validation figures per epoch are in log.csv)")
         save_checkpoint(m, run.out / "model.ckpt", training=jsonable(summary))
         # trajectories need a trained classifier and policy: not after the encoders' stage alone
         if run.cfg.export_trajectories and run.stages and STAGES[run.stages[-1]].episodic:
             from msgf.engine import export_trajectories
 
             for which in ("val", "test"):
-                export_trajectories(m, evaluation_batches(run, which, sharded=False),
-                                    run.out / f"{which}_trajectories.npz", progress=run.opt.progress)
+                path = run.out / f"{which}_trajectories.npz"
+                if which == "test" and not run.splits.has_test:
+                    if path.exists():  # an earlier run's, on other data: nobody should mistake it for this one's
+                        path.unlink()
+                        run.log.print(f"removed {path}: an earlier run's test trajectories; this run has no test set")
+                    continue
+                export_trajectories(m, evaluation_batches(run, which, sharded=False), path, progress=run.opt.progress)
         (run.out / "summary.json").write_text(json.dumps(jsonable(summary), indent=2) + "\n")
         run.log.print(f"wrote {run.out / 'model.ckpt'}")
     distributed.barrier(run.world)

@@ -129,8 +129,8 @@ def test_the_step_graphs_are_the_model_modules(exported):
             np.testing.assert_allclose(features, feat_t.numpy(), **tol)
             assert fmap.shape[-1] == model.map_side
         for step in range(2, cfg.T + 1):  # later steps with a memory of the right width
-            memory = torch.randn((4, state.classifier_memory.shape[1] if cfg.classifier == "gru"
-                                  else (step - 1) * model.global_encoder.feature_dim), generator=gen)
+            memory = torch.randn((4, (step - 1) * model.global_encoder.feature_dim if cfg.classifier == "fc"
+                                  else state.classifier_memory.shape[1]), generator=gen)
             feats = torch.randn((4, model.global_encoder.feature_dim), generator=gen)
             expected_logits, expected_memory = model.classifier(feats, memory, step)
             logits, conf, memory_out = session(directory, f"classify_{step}.onnx").run(

@@ -48,6 +48,8 @@ def expected_steps(name, classes, glance, sizes, T, classifier, hidden=1024, p_c
     def classifier_macs(t):
         if classifier == "gru":
             return gru_macs(dim, hidden) + hidden * classes
+        if classifier == "max":  # the glance head; then one head over [glance, max of the focus features]
+            return (1 if t == 1 else 2) * dim * classes
         return t * dim * classes  # head t reads the concatenated features of steps 1..t
 
     policy = (side * side * dim * p_channels  # 1x1 conv on the S x S map
@@ -75,9 +77,13 @@ def test_step_macs_match_torchvision_count_plus_hand_counted_heads(name):
     check(name)
 
 
+def test_step_macs_of_the_max_pooling_classifier():
+    check("mobilenet_v3_small", "max")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ALL)
-@pytest.mark.parametrize("classifier", ["gru", "fc"])
+@pytest.mark.parametrize("classifier", ["gru", "fc", "max"])
 def test_step_macs_every_required_backbone(name, classifier):
     check(name, classifier)
 

@@ -250,3 +250,61 @@ def test_unknown_stages_are_refused_before_anything_runs(tmp_path):
     with pytest.raises(ValueError, match="stages: expected stage numbers among"):
         train(preset("smoke"), RunOptions(out=tmp_path / "run", stages=(1, 4), progress=False))
     assert not (tmp_path / "run").exists()
+
+
+def test_data_roles_settings_from_flags_and_their_checks(tmp_path):
+    from pathlib import Path
+
+    from msgf.cli import build_parser
+    from msgf.commands.train import config_from_args
+    from msgf.train.presets import DataConfig
+
+    args = build_parser().parse_args(["train", "--preset", "smoke", "--data", "a.csv", "--val-data", "b.csv",
+                                      "--test-data", "c", "--val-fraction", "0.2"])
+    data = config_from_args(args).data
+    assert (data.source, data.val_source, data.test_source, data.val_fraction) == ("a.csv", "b.csv", "c", 0.2)
+    assert config_from_args(build_parser().parse_args(["train", "--preset", "smoke"])).data.val_fraction == 0.1
+    assert DataConfig(source=Path("x.csv"), test_source=Path("t")).source == "x.csv"  # paths kept as str
+    for bad, error, name in ((dict(val_fraction=0), ValueError, "data.val_fraction"),
+                             (dict(val_fraction=1.0), ValueError, "data.val_fraction"),
+                             (dict(val_source=3), TypeError, "data.val_source"),
+                             (dict(layout=(None, "val", "test")), ValueError, "data.layout"),
+                             (dict(layout=("train", "val")), ValueError, "data.layout")):
+        with pytest.raises(error, match=name):
+            DataConfig(**bad)
+    config = preset("smoke", **{"data.val_source": "v.csv", "data.layout": ["train", None, "val"]})
+    assert TrainConfig.from_dict(config.to_dict()) == config and config.data.layout == ("train", None, "val")
+
+
+def test_a_file_for_two_roles_stops_the_run_before_it_writes_anything(tmp_path):
+    from msgf.data.synth_export import write_synthsigns
+    from msgf.train import RunOptions, train
+
+    manifest = write_synthsigns(tmp_path, "val", 4, (64, 64), progress=False)
+    with pytest.raises(ValueError, match=r"data.source \(--data\) and data.test_source \(--test-data\) name the same"):
+        train(preset("smoke", **{"data.source": str(manifest), "data.test_source": str(manifest)}),
+              RunOptions(out=tmp_path / "run", progress=False))
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_train_state_from_before_the_data_roles_resumes_and_changed_data_does_not(tmp_path):
+    import msgf
+    from msgf.checkpoint import save_checkpoint
+    from msgf.train.state import Position, load_state
+
+    config = preset("smoke")
+    model = msgf.build_model("mobilenet_v3_small", num_classes=4, glance_size=32, patch_sizes=[32, 48], T=3)
+    old = config.to_dict()
+    for name in ("val_source", "test_source", "val_fraction", "layout"):  # settings added since
+        del old["data"][name]
+    save_checkpoint(model, tmp_path / "state.ckpt",
+                    train_state={"config": old, "stages": [0, 1, 2, 3], "position": Position(epoch=1).to_plain()})
+    assert load_state(tmp_path / "state.ckpt", model, config, (0, 1, 2, 3)).epoch == 1
+    splits = {"train": {"source": "a.csv", "sha256": "1"}, "val": None, "test": None}
+    save_checkpoint(model, tmp_path / "state.ckpt",
+                    train_state={"config": config.to_dict(), "stages": [0, 1, 2, 3], "splits": splits,
+                                 "position": Position(epoch=1).to_plain()})
+    assert load_state(tmp_path / "state.ckpt", model, config, (0, 1, 2, 3), splits).epoch == 1
+    changed = {**splits, "train": {"source": "a.csv", "sha256": "2"}}
+    with pytest.raises(ValueError, match="on other data"):
+        load_state(tmp_path / "state.ckpt", model, config, (0, 1, 2, 3), changed)

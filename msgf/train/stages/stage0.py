@@ -24,7 +24,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from msgf import ops
-from msgf.models.heads import CascadeClassifier
+from msgf.models.heads import CascadeClassifier, MaxPoolClassifier
 from msgf.train import distributed
 from msgf.train.data import generator, loader
 from msgf.train.evaluation import evaluation_batches
@@ -284,7 +284,7 @@ class EncoderTraining(Stage):
         with torch.no_grad():
             for head in self.model.aux_heads[2:]:
                 head.load_state_dict(self.model.aux_heads[1].state_dict())
-        if isinstance(self.model.classifier, CascadeClassifier):
+        if isinstance(self.model.classifier, (CascadeClassifier, MaxPoolClassifier)):
             self.model.classifier.start_focus_heads_from(self.model.aux_heads[1])
 
     def state_dict(self) -> dict | None:
