@@ -9,7 +9,7 @@ STAMP   := .venv/.msgf-installed
 SOURCES := $(wildcard csrc/*) CMakeLists.txt pyproject.toml threshold_search/pyproject.toml $(PINS)
 BUILD_TOOLS := "scikit-build-core>=0.11" "pybind11>=2.12" "setuptools>=77" ninja wheel
 
-.PHONY: setup build demo test test-all test-minimum sanitize sanitize-quick lint wheel wheel-check bench clean
+.PHONY: setup build demo demo-steps test test-all test-minimum sanitize sanitize-quick lint wheel wheel-check bench clean
 
 setup: $(STAMP)
 
@@ -30,15 +30,32 @@ build: $(PY)
 	$(MAKE) setup
 
 # The main job on built-in data: train on the built-in speed-limit scenes (cpu-demo preset:
-# ImageNet-pretrained EfficientNet-Lite0, about 20 minutes on 2 cores), then pick exit thresholds for one compute budget on the
-# validation trajectories the run exported and report them on the test split.
+# ImageNet-pretrained EfficientNet-Lite0, about 20 minutes on 2 cores), pick exit thresholds for
+# one compute budget on the validation trajectories the run exported (reported on the test split)
+# and store them in the checkpoint, so that the README's commands run on $(DEMO_OUT)/model.ckpt
+# with --budget $(DEMO_BUDGET). Then classify a few built-in test scenes written as JPEG, with figures.
 DEMO_OUT    ?= runs/demo
 DEMO_BUDGET ?= 650M  # the 256 px glance alone costs 501M, a focus step 39M (64 px) or 133M (128 px)
+DEMO_TRAIN  ?= --preset cpu-demo  # msgf train's flags (tests/test_readme.py runs a tiny model)
+DEMO_SCENES ?= 6  # test scenes written as JPEG (with a manifest of their labels) for msgf infer
 demo: setup
-	$(PY) -m msgf train --preset cpu-demo --out $(DEMO_OUT)
-	$(PY) -m msgf search-thresholds --trajectories $(DEMO_OUT)/val_trajectories.npz \
-		--test $(DEMO_OUT)/test_trajectories.npz --budget $(DEMO_BUDGET) \
-		--plot $(DEMO_OUT)/accuracy_vs_macs.png --out $(DEMO_OUT)/thresholds.json
+	$(MAKE) --no-print-directory demo-steps
+
+# The demo's steps without the setup: tests/test_readme.py runs them with its own PY and DEMO_TRAIN.
+demo-steps:
+	$(PY) -m msgf train $(DEMO_TRAIN) --out $(DEMO_OUT)
+	$(PY) -m msgf search-thresholds --ckpt $(DEMO_OUT)/model.ckpt \
+		--trajectories $(DEMO_OUT)/val_trajectories.npz --test $(DEMO_OUT)/test_trajectories.npz \
+		--budget $(DEMO_BUDGET) --plot $(DEMO_OUT)/accuracy_vs_macs.png --out $(DEMO_OUT)/thresholds.json
+	$(PY) -m msgf data synth --out $(DEMO_OUT)/photos --split test --num $(DEMO_SCENES) --no-progress
+	$(PY) -m msgf infer $(DEMO_OUT)/model.ckpt $(DEMO_OUT)/photos/test.csv --budget $(DEMO_BUDGET) \
+		--out $(DEMO_OUT)/predictions.jsonl --visualize $(DEMO_OUT)/figures --no-progress
+	@echo "model, with its thresholds for $(strip $(DEMO_BUDGET)) MACs: $(DEMO_OUT)/model.ckpt" \
+		"(the search: $(DEMO_OUT)/thresholds.json, $(DEMO_OUT)/accuracy_vs_macs.png)"
+	@echo "predictions on $(strip $(DEMO_SCENES)) test scenes ($(DEMO_OUT)/photos): $(DEMO_OUT)/predictions.jsonl," \
+		"ending with this summary:"
+	@tail -n 1 $(DEMO_OUT)/predictions.jsonl
+	@echo "each scene's glance and patches: $(DEMO_OUT)/figures/*.png"
 
 test: setup
 	$(PY) -m pytest -q

@@ -29,6 +29,24 @@ def photos():
             "camera": np.ascontiguousarray(data.camera()[::4, ::4])}
 
 
+@pytest.fixture(scope="session")
+def search_report(tmp_path_factory):
+    """(path, budgets): the JSON report `msgf search-thresholds --out` writes, with two budgets,
+    searched on synthetic trajectories of T=3 and patch sizes 32/48 (the shape of the tiny models
+    the inference, evaluation and deployment tests build)."""
+    from msgf.cli import main
+    from threshold_search import make_trajectories
+
+    root = tmp_path_factory.mktemp("search")
+    trajectories = make_trajectories(200, 3, [32, 48], seed=0)
+    trajectories.save(root / "val.npz")
+    budgets = [float(trajectories.macs[0]) * 1.5, float(trajectories.macs[0]) * 2.5]
+    argv = ["search-thresholds", "--trajectories", str(root / "val.npz"), "--method", "geometric",
+            "--out", str(root / "report.json")]
+    assert main([*argv, *(f for b in budgets for f in ("--budget", str(b)))]) == 0
+    return root / "report.json", budgets
+
+
 # Hostile image files (issue 16, item 3), shared by tests/data/test_hostile_files.py and
 # tests/infer/test_hostile_inputs.py. Each is built here from a small valid file, then cut or
 # patched, so every test sees exactly what it names.

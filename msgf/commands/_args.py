@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def budget(text: str) -> float:
@@ -44,3 +45,13 @@ def image_size(text: str) -> tuple[int, int]:
     if min(size) < 1:
         raise argparse.ArgumentTypeError(f"expected HxW or one side, e.g. 480x640, got {text!r}")
     return size
+
+
+def add_threshold_arguments(parser: argparse.ArgumentParser) -> None:
+    """--budget and --thresholds, which msgf infer and msgf evaluate read alike (msgf.threshold_sets)."""
+    parser.add_argument("--budget", type=budget, metavar="MACS",
+                        help="the thresholds for this budget, e.g. 1.5G: the checkpoint's (stored by search-thresholds "
+                             "--ckpt), or with --thresholds, that file's; without it, the only set there is")
+    parser.add_argument("--thresholds", type=Path, metavar="FILE",
+                        help="thresholds JSON: what `msgf search-thresholds --out` writes (--budget picks a budget "
+                             "when it holds several), msgf.engine.Thresholds.to_json() or a threshold_search Result")

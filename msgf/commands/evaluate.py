@@ -1,8 +1,9 @@
 """`msgf evaluate`: accuracy and average MACs of a checkpoint on a dataset split.
 
 Three modes: the thresholds stored in the checkpoint for a budget (`--budget`, as written by
-`msgf search-thresholds`), a thresholds JSON file (`--thresholds`), or `--anytime` (every
-sample runs t = 1..T steps at one patch size, for accuracy-vs-steps curves).
+`msgf search-thresholds --ckpt`), a thresholds JSON file (`--thresholds`, e.g. what
+`msgf search-thresholds --out` writes; `--budget` picks one of its budgets), or `--anytime`
+(every sample runs t = 1..T steps at one patch size, for accuracy-vs-steps curves).
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from msgf.commands._args import budget as _budget
+from msgf.commands._args import add_threshold_arguments
 from msgf.commands._args import image_size as _image_size
 from msgf.commands._args import positive_int as _positive
 
@@ -26,12 +27,8 @@ def register(subparsers) -> None:
                              "(default: the test set the checkpoint was trained with, as msgf train recorded it)")
     parser.add_argument("--split", default="test",
                         help="split of --data, for synthsigns or a folder of splits (default: test)")
-    mode = parser.add_mutually_exclusive_group(required=True)
-    mode.add_argument("--budget", type=_budget, metavar="MACS",
-                      help="use the checkpoint's thresholds for this budget, e.g. 1.5G (from search-thresholds)")
-    mode.add_argument("--thresholds", type=Path, metavar="FILE",
-                      help="thresholds JSON: msgf.engine.Thresholds.to_json() or one threshold_search Result")
-    mode.add_argument("--anytime", action="store_true", help="run every sample for t = 1..T steps")
+    add_threshold_arguments(parser)
+    parser.add_argument("--anytime", action="store_true", help="run every sample for t = 1..T steps")
     parser.add_argument("--size", type=_positive, help="patch size for --anytime (default: each size in turn)")
     parser.add_argument("--batch-size", type=_positive, default=64, help="images per batch (default: 64)")
     parser.add_argument("--num-samples", type=_positive, help="evaluate only the first N samples")
@@ -49,6 +46,10 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from msgf.checkpoint import CheckpointError
 
+    if args.anytime == (args.budget is not None or args.thresholds is not None):
+        print("msgf evaluate: error: give --budget and/or --thresholds (early exits), or --anytime (not both)",
+              file=sys.stderr)
+        return 2
     try:
         report = evaluate(args)
     except (CheckpointError, ValueError, FileNotFoundError) as error:
@@ -94,22 +95,17 @@ def evaluate(args) -> dict:
     if args.anytime:
         report.update(mode="anytime", anytime=tally.anytime_summary())
     else:
-        report.update(mode="budget" if args.budget is not None else "thresholds",
+        report.update(mode="thresholds" if args.thresholds is not None else "budget",
                       thresholds=thresholds.to_dict(), **tally.summary())
     return report
 
 
 def _thresholds(args, model):
-    from msgf.engine import Thresholds, for_budget
+    from msgf.engine import choose_thresholds
 
     if args.anytime:
         return None
-    if args.budget is not None:
-        chosen = for_budget(model.exit_thresholds, args.budget)
-    else:
-        chosen = Thresholds.from_json(args.thresholds.read_text())
-    chosen.check_fits(model.config.T, model.config.patch_sizes)
-    return chosen
+    return choose_thresholds(model, budget=args.budget, thresholds=args.thresholds)
 
 
 class _Tally:

@@ -29,7 +29,7 @@ import sys
 import time
 from pathlib import Path
 
-from msgf.commands._args import budget as _budget
+from msgf.commands._args import add_threshold_arguments
 from msgf.commands._args import non_negative_int as _non_negative
 from msgf.commands._args import positive_int as _positive
 
@@ -49,12 +49,7 @@ def register(subparsers) -> None:
     parser.add_argument("paths", metavar="PATH", nargs="+",
                         help="image files (JPEG, PNG, TIFF incl. tiled/pyramidal), directories, or manifests "
                              "(.csv/.jsonl, whose labels colour --visualize)")
-    mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--budget", type=_budget, metavar="MACS",
-                      help="use the checkpoint's thresholds for this budget, e.g. 1.5G (from search-thresholds); "
-                           "default: the checkpoint's thresholds if it stores exactly one set")
-    mode.add_argument("--thresholds", type=Path, metavar="FILE",
-                      help="thresholds JSON: msgf.engine.Thresholds.to_json() or one threshold_search Result")
+    add_threshold_arguments(parser)
     parser.add_argument("--batch", type=_positive,
                         help="images per batch (default: 32; 8 with --runtime onnx, which is there for a small "
                              "footprint: a batch, and the batch read ahead of it, hold their decoded images)")

@@ -2,10 +2,13 @@
 
 The search itself is the standalone `threshold_search` package; this module only gets the
 trajectories, runs the method asked for and the geometric baseline, and reports them.
-Trajectories come from `.npz` files (`--trajectories`/`--test`) or from a checkpoint and a
-dataset (`--ckpt --data`): then they are exported once, cached next to the checkpoint, and
-the thresholds found are stored back into the checkpoint (atomically), where
-`msgf evaluate --budget` and the engine find them.
+Trajectories come from `.npz` files (`--trajectories`/`--test`) or from a checkpoint (`--ckpt`)
+on `--data` or on the sets it was trained with: then they are exported once and cached next to
+the checkpoint.
+With `--ckpt`, the thresholds found are stored back into the checkpoint (atomically), where
+`msgf evaluate --budget`, `msgf infer --budget` and `msgf export` find them; `--ckpt` with
+`--trajectories` stores what was searched on the files training exported (as `make demo`
+does), after checking that they are that model's.
 """
 from __future__ import annotations
 
@@ -40,13 +43,12 @@ def register(subparsers) -> None:
         description="Search the exit thresholds that maximise validation accuracy within each "
                     "average-MACs budget, report them on a test split beside the geometric "
                     "(MSDNet) baseline, and write them as JSON.")
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--trajectories", metavar="VAL.npz", type=Path,
+    parser.add_argument("--trajectories", metavar="VAL.npz", type=Path,
                         help="validation trajectories exported by msgf (see threshold_search/README.md)")
-    source.add_argument("--ckpt", metavar="CKPT", type=Path,
-                        help="a checkpoint: export its trajectories on --data (cached next to it) and "
-                             "store the thresholds found back into it")
-    from_ckpt = parser.add_argument_group("with --ckpt")
+    parser.add_argument("--ckpt", metavar="CKPT", type=Path,
+                        help="a checkpoint: store the thresholds found in it; without --trajectories, export its "
+                             "trajectories first (on --data, or on the sets it was trained with; cached next to it)")
+    from_ckpt = parser.add_argument_group("with --ckpt and no --trajectories")
     from_ckpt.add_argument("--data", help='validation data: "synthsigns", a manifest, an ImageFolder directory or '
                                           "a folder of splits (default: the validation and test sets the "
                                           "checkpoint was trained with, as msgf train recorded them)")
@@ -151,6 +153,33 @@ def _model_digest(payload: dict) -> str:
     return digest.hexdigest()
 
 
+def _check_sources(args) -> None:
+    if args.ckpt is None and args.trajectories is None:
+        raise ValueError("give --trajectories VAL.npz, --ckpt CKPT, or both (to store what is searched on the files)")
+    if args.trajectories is not None and (args.data or args.test_data):
+        raise ValueError("--data and --test-data go with --ckpt alone (they export its trajectories); "
+                         "with --trajectories use --test")
+    if args.trajectories is None and args.test is not None:
+        raise ValueError("with --ckpt alone, give the test split as --test-data (exported and cached like --data)")
+
+
+def _check_model_of(path: Path, trajectories: Trajectories, source: Path) -> None:
+    """Thresholds searched on `trajectories` are stored in the checkpoint at `path` only if they
+    are that model's: the same steps, patch sizes and MACs of every path of sizes."""
+    import numpy as np
+
+    from msgf.checkpoint import load_checkpoint
+    from msgf.engine.trajectories import node_macs
+
+    model = load_checkpoint(path)
+    cfg = model.config
+    if (trajectories.T != cfg.T or trajectories.sizes.tolist() != list(cfg.patch_sizes)
+            or not np.allclose(trajectories.macs, node_macs(model), rtol=1e-9, atol=0)):
+        raise ValueError(f"{source} (T={trajectories.T}, sizes={trajectories.sizes.tolist()}, glance "
+                         f"{format_macs(trajectories.macs[0])} MACs) was not exported from {path} (T={cfg.T}, "
+                         f"sizes={list(cfg.patch_sizes)}, glance {format_macs(model.step_macs(1))} MACs)")
+
+
 def _store_in_checkpoint(path: Path, searched: Front) -> None:
     from msgf.checkpoint import update_thresholds
     from msgf.engine import Thresholds
@@ -163,14 +192,13 @@ def run(args) -> int:
     from msgf.checkpoint import CheckpointError
 
     try:
-        if args.ckpt is None and (args.data or args.test_data):
-            raise ValueError("--data and --test-data go with --ckpt; with --trajectories use --test")
-        if args.ckpt is not None and args.test is not None:
-            raise ValueError("with --ckpt, give the test split as --test-data (exported and cached like --data)")
-        if args.ckpt is not None:
+        _check_sources(args)
+        if args.trajectories is None:
             validation, test = trajectories_from_checkpoint(args)
         else:
             validation, test = trajectories_from_files(args)
+            if args.ckpt is not None:
+                _check_model_of(args.ckpt, validation, args.trajectories)
         searched = search(validation, budgets=args.budget, method=args.method,
                           criterion=args.criterion, seed=args.seed)
         geometric = (searched if args.method == "geometric" else

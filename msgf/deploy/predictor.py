@@ -9,7 +9,6 @@ neither torch nor torchvision: tests/deploy checks that in a fresh interpreter.
 """
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 from types import SimpleNamespace
@@ -24,6 +23,7 @@ from msgf.deploy.rules import EXIT, focus_box, next_size_index
 from msgf.infer.memory import release_memory
 from msgf.infer.results import ImagePrediction, Step
 from msgf.infer.streaming import RegionStreaming
+from msgf.threshold_sets import choose, read_threshold_sets, threshold_sets
 
 GLANCE_CHUNK = 2  # glances per run of f_G's graph
 
@@ -45,14 +45,14 @@ class OnnxPredictor(RegionStreaming):
     """`OnnxPredictor(DIR, budget="1.5G")` or `OnnxPredictor(DIR, thresholds=...)`.
 
     DIR: an `msgf export` output. budget: MACs per image whose thresholds the export carries.
-    thresholds: a JSON path (msgf.engine.Thresholds.to_json() or a threshold_search Result) or
-    a mapping with "eta". With neither, the export's thresholds if it carries exactly one set.
+    thresholds: a JSON path or a mapping (msgf.engine.Thresholds.to_json(), a threshold_search
+    Result or Front, or the report of `msgf search-thresholds --out`) or msgf.engine.Thresholds;
+    with several budgets there, `budget` picks one. With neither, the export's thresholds if it
+    carries exactly one set.
     threads: onnxruntime intra-op threads per graph (default: onnxruntime's).
     """
 
     def __init__(self, directory, *, budget=None, thresholds=None, threads: int | None = None):
-        if budget is not None and thresholds is not None:
-            raise ValueError("budget, thresholds: give one of them, not both")
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
             raise ValueError(f"threads: expected a positive int or None, got {threads!r}")
         self.manifest = read_manifest(directory)
@@ -257,44 +257,16 @@ def _glance_pixels(reader, size: int) -> np.ndarray:
 
 
 def _choose_eta(manifest: dict, budget, thresholds, cfg) -> np.ndarray:
-    stored = manifest["thresholds"]
-    if thresholds is not None:
-        if isinstance(thresholds, (str, os.PathLike)):
-            import json
-
-            with open(thresholds) as handle:
-                values = json.load(handle)
-            if isinstance(values, dict) and "eta" not in values and "thresholds" in values:
-                values = {"eta": values["thresholds"], "sizes": values.get("sizes")}  # a threshold_search Result
-        elif hasattr(thresholds, "to_dict"):
-            values = thresholds.to_dict()
-        elif isinstance(thresholds, dict):
-            values = thresholds
-        else:
-            raise TypeError(f"thresholds: expected a JSON path, a mapping with 'eta' or msgf.engine.Thresholds, "
-                            f"got {type(thresholds).__name__}")
-        if not isinstance(values, dict) or "eta" not in values:
-            raise ValueError("thresholds: expected a mapping with an 'eta' entry")
-        chosen = values
-    elif budget is not None:
-        if isinstance(budget, bool) or not isinstance(budget, (str, int, float)):
-            raise TypeError(f"budget: expected MACs as a number or a string like '1.5G', got {type(budget).__name__}")
-        if isinstance(budget, str):
-            from threshold_search import parse_budget
-
-            budget = parse_budget(budget)
-        matches = [t for t in stored if t.get("budget") is not None and math.isclose(t["budget"], budget, rel_tol=1e-6)]
-        if not matches:
-            known = sorted(t["budget"] for t in stored if t.get("budget") is not None)
-            raise ValueError(f"budget: no thresholds for {budget:.4g} MACs in the export (have "
-                             f"{[f'{b:.4g}' for b in known]}); search them on the checkpoint and export it again")
-        chosen = matches[0]
-    elif len(stored) == 1:
-        chosen = stored[0]
+    """eta of the set to run: from `thresholds` when given, else from the export's (the
+    checkpoint's) sets; `budget` picks one where there are several (msgf.threshold_sets.choose)."""
+    if thresholds is None:
+        sets, source = manifest["thresholds"], "the export"
+        remedy = "search it on the checkpoint (msgf search-thresholds --ckpt) and export it again"
     else:
-        budgets = sorted(t["budget"] for t in stored if t.get("budget") is not None)
-        raise ValueError(f"budget, thresholds: the export carries {len(stored)} threshold sets (budgets {budgets}); "
-                         f"choose one with budget=... or pass thresholds=...")
+        sets = _threshold_sets(thresholds)
+        source = os.fspath(thresholds) if isinstance(thresholds, (str, os.PathLike)) else "the thresholds given"
+        remedy = "search that budget with `msgf search-thresholds --out`"
+    chosen = sets[choose([t.get("budget") for t in sets], budget, source=source, remedy=remedy)]
     try:
         eta = np.asarray(eta_of(chosen), dtype=np.float64)
     except (TypeError, ValueError) as err:
@@ -305,6 +277,18 @@ def _choose_eta(manifest: dict, budget, thresholds, cfg) -> np.ndarray:
     if sizes is not None and tuple(sizes) != tuple(cfg.patch_sizes):
         raise ValueError(f"thresholds: searched for sizes {tuple(sizes)}, the model has {tuple(cfg.patch_sizes)}")
     return eta
+
+
+def _threshold_sets(thresholds) -> list[dict]:
+    """The sets of a JSON path, a mapping (any layout of msgf.threshold_sets) or msgf.engine.Thresholds."""
+    if isinstance(thresholds, (str, os.PathLike)):
+        return read_threshold_sets(thresholds)
+    if hasattr(thresholds, "to_dict"):
+        return [thresholds.to_dict()]
+    if isinstance(thresholds, dict):
+        return threshold_sets(thresholds, "thresholds")
+    raise TypeError(f"thresholds: expected a JSON path, a mapping with 'eta' or msgf.engine.Thresholds, "
+                    f"got {type(thresholds).__name__}")
 
 
 __all__ = ["ManifestError", "OnnxPredictor"]

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+
+from msgf.threshold_sets import choose, from_search_result, parse_json, threshold_sets
 
 EXIT = -1  # `next_size_index` value of a sample that stops
 
@@ -99,27 +102,24 @@ class Thresholds:
     @classmethod
     def from_search(cls, result) -> "Thresholds":
         """From a `threshold_search.Result` or its `to_dict()`."""
-        values = result if isinstance(result, dict) else result.to_dict()
-        try:
-            return cls(eta=values["thresholds"], budget=values["budget"], accuracy=values["accuracy"],
-                       macs=values["macs"], sizes=tuple(values["sizes"]),
-                       meta={k: values[k] for k in ("method", "criterion", "seed") if k in values})
-        except KeyError as err:
-            raise ValueError(f"result has no {err.args[0]!r}; expected a threshold_search Result") from None
+        return cls.from_dict(from_search_result(result if isinstance(result, dict) else result.to_dict()))
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, allow_nan=False)
 
     @classmethod
-    def from_json(cls, text: str) -> "Thresholds":
-        """Our `to_json()`, or one threshold_search Result written as JSON."""
-        try:
-            values = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"thresholds JSON is malformed: {err}") from None
-        if isinstance(values, dict) and "eta" not in values and "thresholds" in values:
-            return cls.from_search(values)
-        return cls.from_dict(values)
+    def from_json(cls, text: str, budget=None, *, source: str = "thresholds JSON") -> "Thresholds":
+        """Our `to_json()`, a threshold_search Result or Front, or the report `msgf search-thresholds
+        --out` writes (msgf.threshold_sets); where it holds several budgets, `budget` picks one."""
+        sets = threshold_sets(parse_json(text, source), source)
+        return cls.from_dict(sets[choose([t.get("budget") for t in sets], budget, source=source,
+                                         remedy="search that budget with `msgf search-thresholds --out`")])
+
+    @classmethod
+    def load(cls, path, budget=None) -> "Thresholds":
+        """`from_json` of a file."""
+        with open(path) as handle:
+            return cls.from_json(handle.read(), budget, source=str(path))
 
     def check_fits(self, T: int, patch_sizes) -> None:
         """Raise ValueError unless these thresholds fit a model with T steps and `patch_sizes`."""
@@ -130,11 +130,26 @@ class Thresholds:
             raise ValueError(f"thresholds were searched for sizes {self.sizes}, the model has {tuple(patch_sizes)}")
 
 
-def for_budget(candidates: list[Thresholds], budget: float) -> Thresholds:
-    """The thresholds searched for `budget` (relative tolerance 1e-6) among `candidates`."""
-    for thresholds in candidates:
-        if thresholds.budget is not None and math.isclose(thresholds.budget, budget, rel_tol=1e-6):
-            return thresholds
-    known = sorted(t.budget for t in candidates if t.budget is not None)
-    raise ValueError(f"no thresholds for budget {budget:.4g} MACs (have {[f'{b:.4g}' for b in known]}); "
-                     f"run `msgf search-thresholds --budget ...` on this checkpoint first")
+def for_budget(candidates: list[Thresholds], budget) -> Thresholds:
+    """The thresholds searched for `budget` (MACs, a number or "650M"; relative tolerance 1e-6)
+    among `candidates` (a checkpoint's); with budget None, the only one there is."""
+    return candidates[choose([t.budget for t in candidates], budget, source="the checkpoint",
+                             remedy="run `msgf search-thresholds --ckpt ... --budget ...` on it first")]
+
+
+def choose_thresholds(model, *, budget=None, thresholds=None) -> Thresholds:
+    """The thresholds a run of `model` uses, checked to fit it: `thresholds` (a Thresholds, or a
+    JSON file in any layout msgf.threshold_sets reads) when given, else the model's own (its
+    checkpoint's); `budget` (MACs, a number or "650M") picks among several sets and may be left
+    out where there is one."""
+    if thresholds is None:
+        chosen = for_budget(model.exit_thresholds, budget)
+    elif isinstance(thresholds, Thresholds):  # one set: a budget given with it must be its own
+        choose([thresholds.budget], budget, source="the thresholds given", remedy="leave the budget out to use them")
+        chosen = thresholds
+    elif isinstance(thresholds, (str, os.PathLike)):
+        chosen = Thresholds.load(thresholds, budget)
+    else:
+        raise TypeError(f"thresholds: expected msgf.engine.Thresholds or a JSON path, got {type(thresholds).__name__}")
+    chosen.check_fits(model.config.T, model.config.patch_sizes)
+    return chosen

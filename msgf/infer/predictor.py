@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from msgf.data.regions import as_arrays
-from msgf.engine import ImageBatch, Predictions, Thresholds, for_budget, predict_from
+from msgf.engine import ImageBatch, Predictions, Thresholds, choose_thresholds, predict_from
 from msgf.engine.regions import RegionSource, patch_box
 from msgf.infer.memory import release_memory
 from msgf.infer.results import ImagePrediction, Step
@@ -24,8 +24,9 @@ class Predictor(RegionStreaming):
 
     ckpt: a checkpoint path (msgf.load_checkpoint) or a GFNet in eval mode. budget: MACs per
     image (number or "1.5G") whose thresholds the checkpoint stores (`msgf search-thresholds`).
-    thresholds: msgf.engine.Thresholds or a path to its JSON. With neither, the checkpoint's
-    thresholds are used if it stores exactly one set.
+    thresholds: msgf.engine.Thresholds or a JSON file (its to_json(), a threshold_search Result
+    or Front, or the report `msgf search-thresholds --out` writes); with several budgets in the
+    file, `budget` picks one. With neither, the checkpoint's thresholds if it stores one set.
     """
 
     def __init__(self, ckpt, *, budget=None, thresholds=None, device: str | torch.device = "cpu"):
@@ -42,7 +43,7 @@ class Predictor(RegionStreaming):
             self.model = load_checkpoint(ckpt, map_location=device)
         else:
             raise TypeError(f"ckpt: expected a checkpoint path or a GFNet, got {type(ckpt).__name__}")
-        self.thresholds = _choose_thresholds(self.model, budget, thresholds)
+        self.thresholds = choose_thresholds(self.model, budget=budget, thresholds=thresholds)
         cfg = self.model.config
         self.class_names = list(cfg.class_names) or [str(k) for k in range(cfg.num_classes)]
         self._lock = threading.Lock()
@@ -101,33 +102,10 @@ class Predictor(RegionStreaming):
 
 
 def _check_threshold_args(budget, thresholds) -> None:
-    if budget is not None and thresholds is not None:
-        raise ValueError("budget, thresholds: give one of them, not both")
     if thresholds is not None and not isinstance(thresholds, (Thresholds, str, os.PathLike)):
         raise TypeError(f"thresholds: expected msgf.engine.Thresholds or a JSON path, got {type(thresholds).__name__}")
     if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (str, int, float))):
         raise TypeError(f"budget: expected MACs as a number or a string like '1.5G', got {type(budget).__name__}")
-
-
-def _choose_thresholds(model, budget, thresholds) -> Thresholds:
-    cfg = model.config
-    if thresholds is not None:
-        if not isinstance(thresholds, Thresholds):
-            with open(thresholds) as handle:
-                thresholds = Thresholds.from_json(handle.read())
-        chosen = thresholds
-    elif budget is not None:
-        from threshold_search import parse_budget
-
-        chosen = for_budget(model.exit_thresholds, parse_budget(budget) if isinstance(budget, str) else budget)
-    elif len(model.exit_thresholds) == 1:
-        chosen = model.exit_thresholds[0]
-    else:
-        budgets = sorted(t.budget for t in model.exit_thresholds if t.budget is not None)
-        raise ValueError(f"budget, thresholds: the checkpoint stores {len(model.exit_thresholds)} threshold sets "
-                         f"(budgets {budgets}); choose one with budget=... or pass thresholds=...")
-    chosen.check_fits(cfg.T, cfg.patch_sizes)
-    return chosen
 
 
 def _as_arrays(images) -> list[np.ndarray]:

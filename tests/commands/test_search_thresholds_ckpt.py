@@ -81,3 +81,40 @@ def test_argument_mistakes_are_reported(checkpoint, tmp_path, capsys):
     assert "go with --ckpt" in capsys.readouterr().err
     assert main(["search-thresholds", "--ckpt", str(checkpoint), *DATA, "--test", str(npz), "--budget", "1G"]) == 2
     assert "--test-data" in capsys.readouterr().err
+
+
+def test_trajectories_with_ckpt_store_what_was_searched_on_them(checkpoint, tmp_path, capsys):
+    """`make demo`'s step: the thresholds searched on the trajectory files training exported are
+    stored into the model those files came from, and the engine then reproduces them."""
+    from threshold_search import make_trajectories
+
+    model_file = tmp_path / "model.pt"
+    model_file.write_bytes(checkpoint.read_bytes())
+    batch, val = validation_batch(), tmp_path / "val.npz"
+    export_trajectories(msgf.load_checkpoint(model_file), [batch], val, progress=False)
+    macs = node_macs(msgf.load_checkpoint(model_file))
+    budget = float(macs[0] + 0.4 * (macs[-1] - macs[0]))
+    out = tmp_path / "report.json"
+    assert main(["search-thresholds", "--ckpt", str(model_file), "--trajectories", str(val), "--test", str(val),
+                 "--budget", str(budget), "--out", str(out)]) == 0
+    row, = json.loads(out.read_text())["results"]
+    model = msgf.load_checkpoint(model_file)
+    stored = model.exit_thresholds[-1]  # added after any the copied checkpoint held
+    assert stored.budget == pytest.approx(budget) and stored.to_dict()["eta"] == row["thresholds"]
+    live = predict(model, batch["images"], stored)
+    assert float((live.pred == batch["labels"]).float().mean()) == pytest.approx(row["validation"]["accuracy"])
+    assert float(live.macs.double().mean()) == pytest.approx(row["validation"]["macs"], rel=1e-6)
+
+    before = model_file.read_bytes()
+    for sizes in ([32, 64], [32, 48]):  # another model's files: other sizes, or the same sizes at other costs
+        other = tmp_path / f"other-{sizes[1]}.npz"
+        make_trajectories(24, 3, sizes, seed=0).save(other)
+        assert main(["search-thresholds", "--ckpt", str(model_file), "--trajectories", str(other),
+                     "--budget", str(budget)]) == 2
+        assert "was not exported from" in capsys.readouterr().err
+    assert model_file.read_bytes() == before  # refused before anything was stored
+    assert main(["search-thresholds", "--ckpt", str(model_file), "--trajectories", str(val), "--data", "synthsigns",
+                 "--budget", str(budget)]) == 2
+    assert "go with --ckpt alone" in capsys.readouterr().err
+    assert main(["search-thresholds", "--budget", str(budget)]) == 2
+    assert "give --trajectories VAL.npz, --ckpt CKPT, or both" in capsys.readouterr().err

@@ -1,5 +1,7 @@
 """OnnxPredictor against the PyTorch engine (msgf.engine.predict, and Predictor.predict_regions
 for TIFFs): the same class and exit step, confidences within 1e-4, focus boxes within 1 px."""
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -122,10 +124,28 @@ def test_stream_and_array_paths(lite, photos, tmp_path):
     assert [r.to_dict() for r in streamed] == [r.to_dict() for r in direct]
 
 
+def test_thresholds_from_the_report_of_search_thresholds(lite, search_report, tmp_path):
+    """A JSON path or mapping in any layout msgf.threshold_sets reads; --budget picks a budget from a report."""
+    path, budgets = search_report
+    report = json.loads(path.read_text())
+    for budget, row in zip(budgets, report["results"]):
+        expected = np.array([[float(v) for v in r] for r in row["thresholds"]])
+        for thresholds in (path, str(path), report):
+            assert np.array_equal(OnnxPredictor(lite["dir"], thresholds=thresholds, budget=budget).eta, expected)
+    alone = tmp_path / "alone.json"  # one set, as files were before reports could be read
+    alone.write_text(json.dumps(report["results"][0]))
+    assert np.array_equal(OnnxPredictor(lite["dir"], thresholds=alone).eta, OnnxPredictor(
+        lite["dir"], thresholds=path, budget=budgets[0]).eta)
+    with pytest.raises(ValueError, match="report.json holds 2 threshold sets"):
+        OnnxPredictor(lite["dir"], thresholds=path)
+
+
 def test_bad_arguments_are_named(lite, tmp_path):
-    with pytest.raises(ValueError, match="budget, thresholds"):
-        OnnxPredictor(lite["dir"], budget=1e8, thresholds=lite["thresholds"])
-    with pytest.raises(ValueError, match="budget: no thresholds"):
+    with pytest.raises(ValueError, match=r"no thresholds for budget 100.00M MACs in the thresholds given "
+                                         r"\(budgets there: 300.00M\)"):
+        OnnxPredictor(lite["dir"], budget=1e8, thresholds=lite["thresholds"])  # one set, of another budget
+    with pytest.raises(ValueError, match=r"no thresholds for budget 1.23M MACs in the export \(budgets there: "
+                                         r"300.00M\); search it on the checkpoint"):
         OnnxPredictor(lite["dir"], budget=1.2345e6)
     with pytest.raises(ValueError, match="threads"):
         OnnxPredictor(lite["dir"], threads=0)

@@ -76,8 +76,9 @@ def test_anytime_reports_a_curve_per_size(checkpoint, tmp_path):
 
 
 def test_bad_arguments(checkpoint, tmp_path, capsys):
-    with pytest.raises(SystemExit):
-        main(["evaluate", str(checkpoint), *DATA])  # one of --budget/--thresholds/--anytime is required
+    for mode in ([], ["--anytime", "--budget", "2M"]):  # thresholds (by budget and/or file), or --anytime
+        assert main(["evaluate", str(checkpoint), *DATA, *mode]) == 2
+        assert "give --budget and/or --thresholds (early exits), or --anytime" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["evaluate", str(checkpoint), *DATA, "--budget", "lots"])
     file = tmp_path / "eta.json"
@@ -85,3 +86,17 @@ def test_bad_arguments(checkpoint, tmp_path, capsys):
     assert main(["evaluate", str(checkpoint), *DATA, "--thresholds", str(file)]) == 2
     assert "model needs" in capsys.readouterr().err
     assert main(["evaluate", str(tmp_path / "missing.pt"), *DATA, "--anytime"]) == 2
+
+
+def test_thresholds_from_the_report_of_search_thresholds(checkpoint, search_report, tmp_path, capsys):
+    """--thresholds takes what `msgf search-thresholds --out` writes; --budget picks one of its budgets."""
+    path, budgets = search_report
+    out = tmp_path / "eval.json"
+    for budget, row in zip(budgets, json.loads(path.read_text())["results"]):
+        argv = ["evaluate", str(checkpoint), *DATA, "--thresholds", str(path), "--budget", str(budget)]
+        assert main([*argv, "--out", str(out)]) == 0
+        report = json.loads(out.read_text())
+        assert report["mode"] == "thresholds" and report["thresholds"]["budget"] == budget
+        assert report["thresholds"]["eta"] == row["thresholds"]
+    assert main(["evaluate", str(checkpoint), *DATA, "--thresholds", str(path)]) == 2
+    assert "holds 2 threshold sets" in capsys.readouterr().err

@@ -89,6 +89,54 @@ def test_bad_thresholds():
 
 def test_for_budget_finds_the_match_or_says_what_to_run():
     a, b = Thresholds([[0.5]], budget=1e9), Thresholds([[0.7]], budget=2e9)
-    assert for_budget([a, b], 2.0e9) is b
-    with pytest.raises(ValueError, match="search-thresholds"):
+    assert for_budget([a, b], 2.0e9) is b and for_budget([a, b], "2G") is b
+    with pytest.raises(ValueError, match=r"no thresholds for budget 1.50G MACs in the checkpoint \(budgets there: "
+                                         r"1.00G, 2.00G\); run `msgf search-thresholds"):
         for_budget([a, b], 1.5e9)
+    assert for_budget([a], None) is a  # no budget: the only set there is
+    with pytest.raises(ValueError, match=r"the checkpoint holds 2 threshold sets \(budgets: 1.00G, 2.00G\)"):
+        for_budget([a, b], None)
+    with pytest.raises(ValueError, match="the checkpoint holds no thresholds; run `msgf search-thresholds"):
+        for_budget([], None)
+
+
+def _etas(report: dict) -> list[np.ndarray]:
+    """Each result's thresholds as floats, read straight from the report's JSON."""
+    return [np.array([[float(v) for v in row] for row in result["thresholds"]]) for result in report["results"]]
+
+
+def test_reads_the_report_of_search_thresholds_and_picks_a_budget(search_report):
+    from threshold_search import format_macs
+
+    path, budgets = search_report
+    report = json.loads(path.read_text())
+    for budget, eta in zip(budgets, _etas(report)):
+        for asked in (budget, f"{budget / 1e6!r}M"):  # as a number, and as the command line spells it
+            chosen = Thresholds.load(path, asked)
+            assert chosen.budget == budget and np.array_equal(chosen.eta, eta) and chosen.sizes == (32, 48)
+    names = ", ".join(format_macs(b) for b in budgets)
+    with pytest.raises(ValueError, match=rf"report.json holds 2 threshold sets \(budgets: {names}\); choose one by"):
+        Thresholds.load(path)
+    with pytest.raises(ValueError, match=rf"no thresholds for budget 1.00G MACs in .*report.json \(budgets there: "
+                                         rf"{names}\)"):
+        Thresholds.load(path, "1G")
+    front = {"results": [{k: v for k, v in row.items() if k not in ("validation", "test", "geometric")}
+                         for row in report["results"]]}  # a threshold_search Front written as JSON
+    assert np.array_equal(Thresholds.from_json(json.dumps(front), budgets[1]).eta, _etas(report)[1])
+
+
+def test_one_set_files_still_read_alone_and_check_a_budget_given():
+    th = Thresholds([[0.5, 0.25]], budget=2e8)
+    assert Thresholds.from_json(th.to_json()).to_dict() == th.to_dict()
+    assert Thresholds.from_json(th.to_json(), "200M").to_dict() == th.to_dict()
+    with pytest.raises(ValueError, match=r"no thresholds for budget 300.00M MACs .*\(budgets there: 200.00M\)"):
+        Thresholds.from_json(th.to_json(), 3e8)
+    with pytest.raises(ValueError, match="the search report lists no results"):
+        Thresholds.from_json('{"results": []}')
+    for text in ('{"budget": 1e9}', "[1, 2]", '{"results": "none"}'):
+        with pytest.raises(ValueError, match="not a thresholds file; expected"):
+            Thresholds.from_json(text)
+    with pytest.raises(ValueError, match=r"results\[0\]: result has no 'budget'"):
+        Thresholds.from_json('{"results": [{"thresholds": [[0.5]]}]}')
+    with pytest.raises(ValueError, match="budget: cannot parse"):
+        Thresholds.from_json(th.to_json(), "lots")

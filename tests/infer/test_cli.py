@@ -102,3 +102,25 @@ def test_missing_file_fails_by_name_and_usage_errors_exit_2(photo_files, ckpt, t
     empty.mkdir()
     assert main(["infer", str(ckpt), str(empty)]) == 2
     assert "no images found" in capsys.readouterr().err
+
+
+def test_thresholds_from_the_report_of_search_thresholds(photo_files, ckpt, search_report, tmp_path, capsys):
+    """--thresholds takes what `msgf search-thresholds --out` writes; --budget picks one of its budgets,
+    which gives the lines of that set written alone (the one-set file that worked before)."""
+    from threshold_search import format_macs
+
+    path, budgets = search_report
+    row = json.loads(path.read_text())["results"][1]
+    alone = tmp_path / "alone.json"
+    alone.write_text(json.dumps({"eta": row["thresholds"]}))
+    images = [str(p) for p in photo_files.values()]
+    lines = {}
+    for name, flags in (("report", ["--thresholds", str(path), "--budget", str(budgets[1])]),
+                        ("alone", ["--thresholds", str(alone)])):
+        assert main(["infer", str(ckpt), *images, *flags, "--out", str(tmp_path / f"{name}.jsonl"),
+                     "--no-progress"]) == 0
+        lines[name] = read_lines(tmp_path / f"{name}.jsonl")[0]
+    assert lines["report"] == lines["alone"] and len(lines["report"]) == len(images)
+    assert main(["infer", str(ckpt), *images, "--thresholds", str(path), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "holds 2 threshold sets" in err and all(format_macs(b) in err for b in budgets)

@@ -134,8 +134,9 @@ def test_thresholds_from_the_checkpoint_budget_or_a_file(ckpt, thresholds, tmp_p
 def test_bad_arguments_name_themselves(model, thresholds, ckpt, photos):
     with pytest.raises(TypeError, match="ckpt"):
         msgf.Predictor(42, thresholds=thresholds)
-    with pytest.raises(ValueError, match="budget, thresholds"):
-        msgf.Predictor(ckpt, budget="200M", thresholds=thresholds)
+    with pytest.raises(ValueError, match=r"no thresholds for budget 300.00M MACs in the thresholds given "
+                                         r"\(budgets there: 200.00M\)"):
+        msgf.Predictor(ckpt, budget="300M", thresholds=thresholds)  # a set of its own, for another budget
     with pytest.raises(TypeError, match="thresholds"):
         msgf.Predictor(ckpt, thresholds=[[0.5, 0.5]])
     with pytest.raises(TypeError, match="budget"):
