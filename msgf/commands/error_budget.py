@@ -26,10 +26,10 @@ def register(subparsers) -> None:
     parser.add_argument("--data", default="synthsigns",
                         help='"synthsigns" (default), a manifest file or an ImageFolder directory, with boxes')
     parser.add_argument("--split", default="test", help="dataset split (default: test)")
-    thresholds = parser.add_mutually_exclusive_group()
-    thresholds.add_argument("--budget", type=_budget, metavar="MACS",
-                            help="also at the checkpoint's thresholds for this budget, e.g. 650M")
-    thresholds.add_argument("--thresholds", type=Path, metavar="FILE", help="also at these thresholds (JSON)")
+    parser.add_argument("--budget", type=_budget, metavar="MACS",
+                        help="also at the thresholds for this budget, e.g. 650M (the checkpoint's, or --thresholds')")
+    parser.add_argument("--thresholds", type=Path, metavar="FILE",
+                        help="also at these thresholds: a file msgf search-thresholds --out wrote, or one set (JSON)")
     parser.add_argument("--num-samples", type=_positive, help="only the first N samples")
     parser.add_argument("--image-size", type=_image_size, metavar="HxW",
                         help="image size where the data source makes or resizes images")
@@ -39,7 +39,7 @@ def register(subparsers) -> None:
     parser.add_argument("--out", type=Path, metavar="JSON",
                         help="result file (default: CKPT stem + .errors.json, with a .md beside it)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    parser.set_defaults(func=run, anytime=False)
+    parser.set_defaults(func=run)
 
 
 def run(args) -> int:
@@ -68,11 +68,13 @@ def measure(args) -> dict:
 
     from msgf import data
     from msgf.checkpoint import load_checkpoint
-    from msgf.commands.evaluate import _thresholds
+    from msgf.engine import choose_thresholds
     from msgf.engine.error_budget import error_budget
 
     model = load_checkpoint(args.checkpoint, map_location=args.device)
-    thresholds = _thresholds(args, model) if (args.budget is not None or args.thresholds is not None) else None
+    thresholds = None
+    if args.budget is not None or args.thresholds is not None:
+        thresholds = choose_thresholds(model, budget=args.budget, thresholds=args.thresholds)
     dataset = data.open_dataset(args.data, args.split, seed=args.seed, num_samples=args.num_samples,
                                 image_size=args.image_size)
     if len(dataset.classes) != model.config.num_classes:

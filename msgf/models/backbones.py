@@ -112,11 +112,12 @@ def preprocessing(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
 
 class _Features(nn.Module):
     """A timm model as a trunk: its `forward_features` (the last map, before pooling), and with
-    `map_stride` also its last intermediate map at that stride (timm's `feature_info`)."""
+    `map_stride` also its last intermediate map at that stride (timm's `feature_info`). With
+    `stop_at_map` the layers after that map are pruned away, and it is the last map."""
 
-    def __init__(self, model: nn.Module, name: str, map_stride: int | None = None):
+    def __init__(self, model: nn.Module, name: str, map_stride: int | None = None, stop_at_map: bool = False):
         super().__init__()
-        self.model, self.map_index = model, None
+        self.model, self.map_index, self.stop_at_map = model, None, stop_at_map
         if map_stride is not None:
             taps = [i for i, info in enumerate(model.feature_info) if info["reduction"] == map_stride]
             if not taps:
@@ -124,10 +125,17 @@ class _Features(nn.Module):
                 raise ValueError(f"map_stride must be one of {strides} for backbone {name!r}, got {map_stride!r}")
             self.map_index = taps[-1]
             self.map_channels = model.feature_info[taps[-1]]["num_chs"]
+        elif stop_at_map:
+            raise ValueError("stop_at_map needs a map_stride: the map the encoder stops at")
+        if stop_at_map:
+            model.prune_intermediate_layers(indices=[self.map_index], prune_norm=True, prune_head=True)
 
     def forward(self, x: torch.Tensor):
         if self.map_index is None:
             return self.model.forward_features(x)
+        if self.stop_at_map:
+            tapped = self.tapped_map(x)
+            return tapped, tapped
         last, (tapped,) = self.model.forward_intermediates(x, indices=[self.map_index])
         return last, tapped
 
@@ -150,7 +158,7 @@ class Backbone(nn.Module):
     """
 
     def __init__(self, name: str, weights: str | os.PathLike | None = None, pretrained: bool | str | None = None,
-                 map_stride: int | None = None):
+                 map_stride: int | None = None, stop_at_map: bool = False):
         super().__init__()
         which = _pretrained_choice(name, pretrained)
         if which is not None and weights is not None:
@@ -159,8 +167,9 @@ class Backbone(nn.Module):
         self.mean, self.std = preprocessing(name)
         timm_name = _timm_name(name)
         if timm_name is None:
-            if map_stride is not None:
-                raise ValueError(f"map_stride is supported for EfficientNet-Lite and timm backbones, not {name!r}")
+            if map_stride is not None or stop_at_map:
+                raise ValueError(f"map_stride and stop_at_map are supported for EfficientNet-Lite and timm "
+                                 f"backbones, not {name!r}")
             self.trunk, self.feature_dim = self._torchvision(name, weights, which)
         else:
             if name in LITE_MODELS:
@@ -169,7 +178,8 @@ class Backbone(nn.Module):
                     model.load_state_dict(sources.lite_state_dict(name, model.state_dict(), weights))
             else:
                 model = sources.create_timm(timm_name, pretrained=which is not None, path=weights)
-            self.trunk, self.feature_dim = _Features(model, name, map_stride), model.num_features
+            self.trunk = _Features(model, name, map_stride, stop_at_map)
+            self.feature_dim = self.trunk.map_channels if stop_at_map else model.num_features
         self.map_channels = getattr(self.trunk, "map_channels", self.feature_dim)
         # an msgf.models.memo.OutputMemo while the weights stay fixed (set by training), used
         # in eval mode only
@@ -216,13 +226,15 @@ class Backbone(nn.Module):
 
 
 def build_backbone(name: str, weights: str | os.PathLike | None = None,
-                   pretrained: bool | str | None = None, map_stride: int | None = None) -> Backbone:
+                   pretrained: bool | str | None = None, map_stride: int | None = None,
+                   stop_at_map: bool = False) -> Backbone:
     """The encoder `name` with fresh weights, ImageNet weights (`pretrained=True`, or a
     torchvision weights name such as "IMAGENET1K_V1"), or those of a local state dict (`weights`);
-    its map at `map_stride` (timm backbones; default: the last map)."""
+    its map at `map_stride` (timm backbones; default: the last map), and with `stop_at_map`
+    nothing after it (the pooled vector is then that map's)."""
     if not isinstance(name, str):
         raise TypeError(f"backbone must be a model name, got {type(name).__name__}")
-    return Backbone(name, weights, pretrained, map_stride)
+    return Backbone(name, weights, pretrained, map_stride, stop_at_map)
 
 
 def _pretrained_choice(name: str, pretrained) -> str | None:

@@ -27,9 +27,18 @@ class GFConfig:
     # spatial head: score taken from a glance cell per unit of pi's weight on it at earlier
     # steps (inhibition of return); 0 lets pi look at the same cell again
     policy_inhibition: float = 0.0
+    # spatial head: the inhibition also reaches cells within this many cells of a looked-at one
+    policy_inhibition_radius: int = 0
+    # spatial head: "expected" (the softmax's expected cell centre) or "argmax" (the likeliest cell)
+    policy_selection: str = "expected"
     # stride of the encoder map pi reads (timm backbones): None for the last map, e.g. 16 for a
     # finer, earlier one where small objects are still visible (msgf.models.backbones)
     map_stride: int | None = None
+    # f_G ends at that map (the layers after it are pruned; its pooled vector is that map's):
+    # where the glance only has to say where to look, the rest of f_G is compute that pays for
+    # nothing (EfficientNet-Lite0 at 256 px: 318M MACs to stride 16, 501M in all). Needs
+    # map_stride and the "max" classifier, whose glance head takes the narrower vector.
+    glance_to_map: bool = False
     location_std: float = 0.1  # std of the Gaussian the policy samples from in training
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
@@ -49,12 +58,21 @@ class GFConfig:
         _require(list(sizes) == sorted(set(sizes)), "patch_sizes", "ascending and distinct")
         _require(self.classifier in ("gru", "fc", "max"), "classifier", '"gru", "fc" or "max"')
         _require(self.policy_head in ("sigmoid", "spatial"), "policy_head", '"sigmoid" or "spatial"')
+        _require(self.policy_selection in ("expected", "argmax")
+                 and (self.policy_selection == "expected" or self.policy_head == "spatial"), "policy_selection",
+                 "'expected' or 'argmax', and 'expected' unless policy_head is 'spatial'")
+        _require(isinstance(self.policy_inhibition_radius, int) and self.policy_inhibition_radius >= 0
+                 and (self.policy_inhibition_radius == 0 or self.policy_head == "spatial"),
+                 "policy_inhibition_radius", "a non-negative int, and 0 unless policy_head is 'spatial'")
         _require(isinstance(self.location_std, float) and self.location_std > 0, "location_std", "a positive float")
         _require(isinstance(self.policy_inhibition, (int, float)) and self.policy_inhibition >= 0
                  and (self.policy_inhibition == 0 or self.policy_head == "spatial"), "policy_inhibition",
                  "a non-negative number, and 0 unless policy_head is 'spatial'")
         _require(self.map_stride is None or (isinstance(self.map_stride, int) and not isinstance(self.map_stride, bool)
                                              and self.map_stride >= 1), "map_stride", "None or a positive int")
+        _require(isinstance(self.glance_to_map, bool) and (not self.glance_to_map or (
+            self.map_stride is not None and self.classifier == "max")), "glance_to_map",
+            "a bool, and False unless map_stride is set and the classifier is 'max'")
         _require(len(self.mean) == len(self.std) and all(s > 0 for s in self.std), "std",
                  "positive and as long as mean")
         _require(not self.class_names or len(self.class_names) == self.num_classes, "class_names",

@@ -29,21 +29,23 @@ class GFNet(nn.Module):
             raise TypeError(f"config must be a GFConfig, got {type(config).__name__}")
         self.config = config
         self.global_encoder = build_backbone(config.backbone, global_weights, None if global_weights else pretrained,
-                                             config.map_stride)
+                                             config.map_stride, stop_at_map=config.glance_to_map)
         self.local_encoder = build_backbone(config.backbone, local_weights, None if local_weights else pretrained,
                                             config.map_stride)
-        dim = self.global_encoder.feature_dim
+        dim, glance_dim = self.local_encoder.feature_dim, self.global_encoder.feature_dim
         self.map_side = max(_map_sides(self.global_encoder, [config.glance_size, *config.patch_sizes]))
         if config.classifier == "gru":
             self.classifier = GRUClassifier(dim, config.num_classes, config.classifier_hidden)
         elif config.classifier == "max":
-            self.classifier = MaxPoolClassifier(dim, config.num_classes)
+            self.classifier = MaxPoolClassifier(dim, config.num_classes, glance_dim)
         else:
             self.classifier = CascadeClassifier(dim, config.num_classes, config.T)
-        self.aux_heads = nn.ModuleList(nn.Linear(dim, config.num_classes) for _ in range(config.T))
+        self.aux_heads = nn.ModuleList(nn.Linear(glance_dim if t == 0 else dim, config.num_classes)
+                                       for t in range(config.T))
         self.policy = LocationPolicy(self.global_encoder.map_channels, self.map_side, config.num_sizes, config.policy_channels,
                                      config.policy_hidden, config.policy_head, config.patch_sizes,
-                                     config.policy_inhibition, config.policy_kernel)
+                                     config.policy_inhibition, config.policy_kernel, config.policy_selection,
+                                     config.policy_inhibition_radius)
         # Thresholds per budget (msgf.engine.Thresholds), filled by the threshold search and
         # carried through checkpoints.
         self.exit_thresholds: list = []  # of msgf.engine.Thresholds
@@ -225,7 +227,8 @@ def build_model(backbone: str, num_classes: int, glance_size: int, patch_sizes: 
                 classifier: str | None = None, *, classifier_hidden: int = 1024, policy_channels: int = 32,
                 policy_kernel: int = 1,
                 policy_hidden: int = 256, policy_head: str = "sigmoid", policy_inhibition: float = 0.0,
-                map_stride: int | None = None, location_std: float = 0.1,
+                policy_inhibition_radius: int = 0, policy_selection: str = "expected",
+                map_stride: int | None = None, glance_to_map: bool = False, location_std: float = 0.1,
                 mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
                 class_names: Sequence[str] = (),
                 pretrained: bool | str | None = None,
@@ -251,7 +254,8 @@ def build_model(backbone: str, num_classes: int, glance_size: int, patch_sizes: 
                       classifier_hidden=classifier_hidden, policy_channels=policy_channels,
                       policy_kernel=policy_kernel,
                       policy_hidden=policy_hidden, policy_head=policy_head,
-                      policy_inhibition=float(policy_inhibition), map_stride=map_stride,
+                      policy_inhibition=float(policy_inhibition), policy_inhibition_radius=policy_inhibition_radius,
+                      policy_selection=policy_selection, map_stride=map_stride, glance_to_map=glance_to_map,
                       location_std=float(location_std),
                       class_names=tuple(class_names), **extra)
     return GFNet(config, global_weights=global_weights, local_weights=local_weights, pretrained=pretrained)

@@ -176,8 +176,11 @@ class TrainConfig:
     policy_head: str = "sigmoid"  # pi's location head, msgf.models.heads.LocationPolicy
     policy_channels: int = 32  # pi's conv on the feature map: output channels ...
     policy_kernel: int = 1  # ... and kernel side (GFConfig)
-    policy_inhibition: float = 0.0  # spatial head: inhibition of return (GFConfig.policy_inhibition)
+    policy_inhibition: float = 0.0  # spatial head: inhibition of return (GFConfig.policy_inhibition) ...
+    policy_inhibition_radius: int = 0  # ... reaching this many cells around (GFConfig)
+    policy_selection: str = "expected"  # spatial head: "expected" or "argmax" cell (GFConfig)
     map_stride: int | None = None  # the encoder map pi reads (GFConfig.map_stride); None: the last
+    glance_to_map: bool = False  # f_G ends at that map (GFConfig.glance_to_map)
     bn_momentum: float | None = 0.1  # None keeps torchvision's (0.01 for MobileNet-V3 lags, design.md 7)
     seed: int = 0
     data: DataConfig = field(default_factory=DataConfig)

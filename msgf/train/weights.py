@@ -25,8 +25,10 @@ def initial_model(cfg: TrainConfig, splits, init: Path | None, log) -> nn.Module
         return build_model(cfg.backbone, len(classes), cfg.glance_size, cfg.patch_sizes, cfg.T, cfg.classifier,
                            class_names=classes, classifier_hidden=cfg.classifier_hidden,
                            policy_head=cfg.policy_head, policy_inhibition=cfg.policy_inhibition,
+                           policy_inhibition_radius=cfg.policy_inhibition_radius,
+                           policy_selection=cfg.policy_selection,
                            policy_channels=cfg.policy_channels, policy_kernel=cfg.policy_kernel,
-                           map_stride=cfg.map_stride,
+                           map_stride=cfg.map_stride, glance_to_map=cfg.glance_to_map,
                            pretrained=cfg.pretrained,
                            global_weights=cfg.weights, local_weights=cfg.weights)
 

@@ -1,4 +1,5 @@
 """f_C's cascade of linear heads and its max-pooling form (msgf.models.heads)."""
+import pytest
 import torch
 
 from msgf.models.heads import CascadeClassifier, MaxPoolClassifier
@@ -20,12 +21,14 @@ def test_cascade_focus_heads_start_as_the_patch_head():
     assert all(torch.equal(a, b) for a, b in zip(glance_head, cascade.heads[0].parameters()))
 
 
-def test_max_pooling_classifier_reads_the_strongest_evidence_whatever_step_found_it():
+@pytest.mark.parametrize("glance_dim", [None, 2])
+def test_max_pooling_classifier_reads_the_strongest_evidence_whatever_step_found_it(glance_dim):
     torch.manual_seed(0)
-    classifier, patch_head = MaxPoolClassifier(4, 3), torch.nn.Linear(4, 3)
+    classifier, patch_head = MaxPoolClassifier(4, 3, glance_dim), torch.nn.Linear(4, 3)
     glance_head = [p.clone() for p in classifier.glance_head.parameters()]
     classifier.start_focus_heads_from(patch_head)
-    e1, e2, e3, e4 = torch.randn(4, 5, 4)
+    e2, e3, e4 = torch.randn(3, 5, 4)
+    e1 = torch.randn(5, glance_dim or 4)
     with torch.no_grad():
         logits1, memory = classifier(e1, classifier.initial_memory(5, e1), 1)
         torch.testing.assert_close(logits1, classifier.glance_head(e1))
@@ -37,5 +40,5 @@ def test_max_pooling_classifier_reads_the_strongest_evidence_whatever_step_found
         # the order of the focus steps does not matter, and the memory keeps its width
         _, swapped = classifier(e2, classifier(e3, memory, 2)[1], 3)
         torch.testing.assert_close(classifier(e4, swapped, 4)[0], logits4)
-        assert memory.shape == memory3.shape == (5, 8)
+        assert memory.shape == memory3.shape == (5, (glance_dim or 4) + 4)
     assert all(torch.equal(a, b) for a, b in zip(glance_head, classifier.glance_head.parameters()))

@@ -119,6 +119,56 @@ def test_inhibition_of_return_visits_the_objects_in_order_of_their_scores():
         assert visited == expected, inhibition
 
 
+@pytest.mark.parametrize("radius", [0, 1])
+def test_argmax_selection_visits_the_likeliest_cells_and_inhibits_their_neighbourhood(radius):
+    # Oracle: a brute-force loop over a 5x5 map of random scores: pick the highest cell not yet
+    # inhibited, put the patch centre at (cell + offset) / S, inhibit it (and, with radius 1,
+    # its 8 neighbours). Two hot cells side by side: the expected centre would fall between them.
+    torch.manual_seed(3)
+    side = 5
+    fmap = torch.randn(2, 4, side, side)
+    fmap[:, 0, 2, 2] += 6.0
+    fmap[:, 0, 2, 3] += 5.9
+    policy = LocationPolicy(feature_dim=4, map_side=side, num_sizes=1, channels=6, hidden=8, head="spatial",
+                            patch_sizes=(32,), inhibition=1e4, selection="argmax", inhibition_radius=radius)
+    with torch.no_grad():
+        policy.reduce.weight.copy_(torch.eye(6, 4)[:, :, None, None] + 0.0)
+        policy.cell_score.weight.zero_()
+        policy.cell_score.weight[0, 0] = 3.0
+        state, last = policy.initial_hidden(2, fmap, None), torch.zeros(2, dtype=torch.int64)
+        scores = policy.cell_score(torch.relu(policy.reduce(fmap)))[:, 0].flatten(1)
+        offsets = torch.sigmoid(policy.cell_offset(torch.relu(policy.reduce(fmap)))).flatten(2)
+        inhibited = torch.zeros_like(scores, dtype=torch.bool)
+        for _ in range(4):
+            mean, _, state = policy(fmap if not inhibited.any() else torch.randn(2, 4, side, side), last,
+                                    torch.zeros(2, dtype=torch.int64), state)
+            last = torch.ones(2, dtype=torch.int64)
+            for n in range(2):
+                cell = int(torch.where(inhibited[n], -1e9, scores[n]).argmax())
+                i, j = divmod(cell, side)
+                expected = torch.stack([(i + offsets[n, 0, cell]) / side, (j + offsets[n, 1, cell]) / side])
+                torch.testing.assert_close(mean[n], expected)
+                for di in range(-radius, radius + 1):
+                    for dj in range(-radius, radius + 1):
+                        if 0 <= i + di < side and 0 <= j + dj < side:
+                            inhibited[n, (i + di) * side + j + dj] = True
+    # the runner-up beside the best is done with either way: picked next (radius 0) or inhibited (radius 1)
+    assert bool(inhibited[:, 2 * side + 3].all())
+    assert (radius == 1) == (int(inhibited.sum()) > 8)
+
+
+def test_argmax_selection_passes_the_softmax_gradient():
+    policy = spatial_policy()
+    policy.selection = "argmax"
+    fmap = torch.randn(3, 4, 3, 3)
+    mean, _, _ = policy(fmap, torch.zeros(3, dtype=torch.int64), torch.ones(3, dtype=torch.int64),
+                        policy.initial_hidden(3, fmap, (300, 400)))
+    mean.sum().backward()
+    assert policy.cell_score.weight.grad is not None and float(policy.cell_score.weight.grad.abs().sum()) > 0
+    with pytest.raises(ValueError, match="selection"):
+        LocationPolicy(4, 3, 1, channels=6, hidden=8, head="spatial", patch_sizes=(32,), selection="best")
+
+
 def test_ppo_learns_to_follow_the_hot_cell():
     # A bandit on pi's spatial head: one random cell of the map is "hot" and the reward is minus
     # the distance to that cell's middle. The mean starts near the middle of the image.

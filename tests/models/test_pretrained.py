@@ -199,3 +199,36 @@ def test_map_stride_gives_the_stride_16_map_and_keeps_the_pooled_vector():
         build_backbone("efficientnet_lite0", map_stride=12)
     with pytest.raises(ValueError, match="map_stride"):
         build_backbone("resnet18", map_stride=16)
+
+
+def test_a_glance_encoder_that_stops_at_the_map_is_the_same_map_at_its_cost():
+    # oracle: timm's layers called one by one up to the stride-16 stage, and their FLOPs
+    from torch.utils.flop_counter import FlopCounterMode
+
+    stopped = build_backbone("efficientnet_lite0", pretrained=True, map_stride=16, stop_at_map=True).eval()
+    net = build_backbone("efficientnet_lite0", pretrained=True).eval().trunk.model
+    layers = (net.conv_stem, net.bn1, *net.blocks[:5])
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 128, 128)
+    with torch.no_grad():
+        with FlopCounterMode(display=False) as counter:
+            expected = x
+            for layer in layers:
+                expected = layer(expected)
+        fmap, pooled = stopped(x)
+    torch.testing.assert_close(fmap, expected)
+    torch.testing.assert_close(pooled, expected.mean((2, 3)))
+    torch.testing.assert_close(stopped.feature_map(x), expected)
+    assert stopped.feature_dim == stopped.map_channels == 112
+    # nothing after the map is kept: fewer weights, and the glance step counts what runs
+    assert sum(p.numel() for p in stopped.parameters()) == sum(p.numel() for layer in layers for p in layer.parameters())
+    model = build_model("efficientnet_lite0", 4, 128, (64, 96), 3, classifier="max", policy_head="spatial",
+                        map_stride=16, glance_to_map=True)
+    assert model.macs_breakdown(1)["encoder"] == counter.get_total_flops() // 2 // 2  # two images, FLOPs = 2 MACs
+    assert model.aux_heads[0].in_features == 112 and model.aux_heads[1].in_features == 1280
+    with pytest.raises(ValueError, match="glance_to_map"):
+        build_model("efficientnet_lite0", 4, 128, (64, 96), 3, classifier="fc", map_stride=16, glance_to_map=True)
+    with pytest.raises(ValueError, match="glance_to_map"):
+        build_model("efficientnet_lite0", 4, 128, (64, 96), 3, classifier="max", glance_to_map=True)
+    with pytest.raises(ValueError, match="stop_at_map"):
+        build_backbone("resnet18", stop_at_map=True)
