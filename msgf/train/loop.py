@@ -198,11 +198,15 @@ class Trainer:
 
     def _keep_glance_outputs(self, keep: bool) -> None:
         """While f_G's weights stay fixed, its outputs for a glance it has seen come from memory
-        (msgf.models.memo): the same scenes come back in every epoch and evaluation pass where
-        the data is held in memory (data.cache). Off otherwise, and on CUDA, where hashing each
-        glance on the host would cost more than the forward pass it saves."""
+        (msgf.models.memo): the same scenes come back in every epoch and evaluation pass, whether
+        they are held in memory (data.cache) or read again (rendered, decoded) identically each
+        time. Off where the training images change every epoch (augmentation, fresh scenes),
+        and on CUDA, where hashing each glance on the host would cost more than the forward
+        pass it saves."""
+        data = self.cfg.data
+        repeats = data.cache or not (data.augment or data.fresh_scenes)
         encoder = self.model.global_encoder
-        if not (keep and self.cfg.data.cache) or self.cuda:
+        if not (keep and repeats) or self.cuda:
             encoder.memo = None
         elif encoder.memo is None:
             encoder.memo = OutputMemo()
