@@ -17,6 +17,11 @@ only; the heads are random, so its "classes" mean nothing, but its features are 
 
     python benchmarks/deploy.py                          # full run: do it on an idle machine
     python benchmarks/deploy.py --quick --workdir /tmp/d # tiny inputs: checks the script runs
+    python benchmarks/deploy.py --ckpt runs/base/model.ckpt --parts throughput,rss   # what issue 29 tracks
+
+Each throughput row records the 1-minute load average around it; the memory table has the
+floors of the torch runtime next to it: `import torch` alone, and torch with msgf and the
+checkpoint loaded.
 
 Writes benchmarks/results/deploy.json and .md (--quick: deploy-quick.*).
 """
@@ -37,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from infer_scale import MEASURE, make_checkpoint, make_jpegs, make_tiffs  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
+PARTS = ("agreement", "throughput", "rss")
 PHOTOS = ["astronaut", "camera", "coffee", "chelsea", "rocket", "coins", "moon", "page", "text", "clock",
           "hubble_deep_field", "immunohistochemistry", "retina", "grass", "gravel", "brick", "logo", "colorwheel",
           "cell", "checkerboard"]
@@ -149,7 +155,7 @@ def throughput(model, directory: Path, thresholds, images: list[np.ndarray], bat
                 predictor.predict(b)
             rates[name].append(len(batches) * batch / (time.perf_counter() - start))
     median = {name: float(np.median(r)) for name, r in rates.items()}
-    return {"batch": batch, "images": len(batches) * batch, "rounds": len(rates["onnx"]),
+    return {"batch": batch, "images": len(batches) * batch, "rounds": len(rates["onnx"]), "load": os.getloadavg()[0],
             "torch_images_per_second": median["torch"], "onnx_images_per_second": median["onnx"],
             "onnx_over_torch": median["onnx"] / median["torch"]}
 
@@ -171,7 +177,12 @@ def main() -> None:
     parser.add_argument("--ckpt", type=Path, help="a trained checkpoint (default: train the smoke one, as infer_scale)")
     parser.add_argument("--quick", action="store_true", help="tiny inputs, to check the script runs")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--parts", default=",".join(PARTS),
+                        help=f"comma-separated, of {', '.join(PARTS)} (default: all)")
     args = parser.parse_args()
+    parts = set(args.parts.split(","))
+    if not parts <= set(PARTS):
+        parser.error(f"--parts: expected names among {', '.join(PARTS)}, got {args.parts!r}")
     import torch
 
     import msgf
@@ -212,30 +223,35 @@ def main() -> None:
                            "cpus": os.cpu_count(), "machine": platform.processor() or platform.machine(),
                            "onnxruntime": __import__("onnxruntime").__version__, "torch": torch.__version__},
               "export": export, "agreement": {}, "throughput": [], "rss": {}}
-    report["agreement"][trained_name] = agreement(model, work / "onnx", thresholds, images)
-    print("agreement", report["agreement"], flush=True)
+    if "agreement" in parts:
+        report["agreement"][trained_name] = agreement(model, work / "onnx", thresholds, images)
+        print("agreement", report["agreement"], flush=True)
 
-    torch.manual_seed(0)
-    lite = msgf.build_model("efficientnet_lite0", 4, 128 if not quick else 64, (64, 96) if not quick else (32, 48), 3,
-                            pretrained=True, policy_head="spatial").eval()
-    lite_thresholds = spread_thresholds(lite, eval_scenes[: max(8, n_scenes // 4)])
-    export_model(lite, work / "onnx-lite0")
-    lite_images = {k: v for k, v in images.items() if min(v.shape[:2]) >= max(lite.config.patch_sizes)}
-    report["agreement"]["efficientnet_lite0 (pretrained encoders, untrained heads)"] = agreement(
-        lite, work / "onnx-lite0", lite_thresholds, lite_images)
-    print("agreement", report["agreement"], flush=True)
+        torch.manual_seed(0)
+        lite = msgf.build_model("efficientnet_lite0", 4, 128 if not quick else 64, (64, 96) if not quick else (32, 48),
+                                3, pretrained=True, policy_head="spatial").eval()
+        lite_thresholds = spread_thresholds(lite, eval_scenes[: max(8, n_scenes // 4)])
+        export_model(lite, work / "onnx-lite0")
+        lite_images = {k: v for k, v in images.items() if min(v.shape[:2]) >= max(lite.config.patch_sizes)}
+        report["agreement"]["efficientnet_lite0 (pretrained encoders, untrained heads)"] = agreement(
+            lite, work / "onnx-lite0", lite_thresholds, lite_images)
+        print("agreement", report["agreement"], flush=True)
 
     rounds_seconds = 5 if quick else 60
-    for batch in (1, 8, 32):
+    for batch in (1, 8, 32) if "throughput" in parts else ():
         report["throughput"].append(throughput(model, work / "onnx", thresholds, held_out[:64 if not quick else 32],
                                                batch if not quick else min(batch, 4), rounds_seconds))
         print("throughput", report["throughput"][-1], flush=True)
 
     thresholds_file = work / "thresholds.json"
     thresholds_file.write_text(thresholds.to_json())
+    if "rss" in parts:  # the floors of the torch runtime: its import, and its import with the model loaded
+        report["rss"]["floor: import torch"] = peak_rss([sys.executable, "-c", "import torch"])
+        report["rss"]["floor: torch, msgf and the checkpoint loaded"] = peak_rss(
+            [sys.executable, "-c", f"import msgf; msgf.load_checkpoint({str(ckpt)!r})"])
     # msgf infer at its defaults (batch 32 for torch, 8 for onnx; one batch read ahead), and at
     # the other runtime's batch for the JPEGs: a batch and the batch ahead hold decoded images
-    for runtime, model_path, other in (("onnx", work / "onnx", 32), ("torch", ckpt, 8)):
+    for runtime, model_path, other in (("onnx", work / "onnx", 32), ("torch", ckpt, 8)) if "rss" in parts else ():
         extra = ["--runtime", "onnx"] if runtime == "onnx" else []
         for what, folder, batch in (("tiff", tiffs, None), ("jpegs", jpegs, None), ("jpegs", jpegs, other)):
             name = f"{runtime}, {what}, batch {batch or 'default'}"
@@ -289,15 +305,20 @@ def markdown(r: dict) -> str:
                          f"{d['torch_conf']:.7f}, onnx {d['onnx_conf']:.7f}, nearest threshold "
                          f"{d['distance_to_threshold']!s} away")
     lines += ["", "## Throughput (2 threads each, same thresholds, decoded images)", "",
-              "| batch | torch img/s | onnxruntime img/s | onnx / torch |", "|---:|---:|---:|---:|"]
+              "| batch | torch img/s | onnxruntime img/s | onnx / torch | torch / onnx | rounds | 1-min load after |",
+              "|---:|---:|---:|---:|---:|---:|---:|"]
     for t in r["throughput"]:
         lines.append(f"| {t['batch']} | {t['torch_images_per_second']:.1f} | {t['onnx_images_per_second']:.1f} | "
-                     f"{t['onnx_over_torch']:.2f} |")
+                     f"{t['onnx_over_torch']:.2f} | {1 / t['onnx_over_torch']:.2f} | {t['rounds']} | "
+                     f"{t.get('load', float('nan')):.1f} |")
     lines += ["", f"## Peak RSS of `msgf infer` ({r['rss']['workload']['tiff']}; {r['rss']['workload']['jpegs']})", "",
-              "| runtime, input | seconds | peak RSS (MB) |", "|---|---:|---:|"]
+              "| runtime, input | seconds | peak RSS (MB) | torch: above the loaded-model floor (MB) |",
+              "|---|---:|---:|---:|"]
+    floor = r["rss"].get("floor: torch, msgf and the checkpoint loaded", {}).get("peak_rss_mb")
     for name, v in r["rss"].items():
         if name != "workload":
-            lines.append(f"| {name} | {v['seconds']:.1f} | {v['peak_rss_mb']:.0f} |")
+            above = f"{v['peak_rss_mb'] - floor:.0f}" if floor and name.startswith("torch") else ""
+            lines.append(f"| {name} | {v['seconds']:.1f} | {v['peak_rss_mb']:.0f} | {above} |")
     lines += ["", "## Export", "", f"- {e['seconds']:.1f} s; {e['onnx_bytes'] / 2**20:.1f} MB of graphs against a "
               f"{e['checkpoint_bytes'] / 2**20:.1f} MB checkpoint ({e['onnx_over_checkpoint']:.2f}x: f_L is stored "
               f"once per patch size)"]

@@ -30,7 +30,9 @@ def from_search_result(values: dict) -> dict:
     if not isinstance(values, dict):
         raise ValueError(f"expected a threshold_search Result (a mapping), got {type(values).__name__}")
     try:
-        return {"eta": values["thresholds"], "budget": values["budget"], "accuracy": values["accuracy"],
+        # No "rule" means a Result written before it existed (the strict c > eta), as in Thresholds.
+        rule = {"rule": values["rule"]} if "rule" in values else {}
+        return {"eta": values["thresholds"], **rule, "budget": values["budget"], "accuracy": values["accuracy"],
                 "macs": values["macs"], "sizes": list(values["sizes"]),
                 "meta": {k: values[k] for k in SEARCH_META if k in values}}
     except KeyError as err:

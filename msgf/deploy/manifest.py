@@ -49,9 +49,13 @@ def read_manifest(directory: str | os.PathLike) -> dict:
     return manifest
 
 
-def eta_of(thresholds: dict) -> list[list[float]]:
-    """eta as floats from a Thresholds.to_dict() entry ("inf" / "-inf" strings allowed, NaN not)."""
+def eta_of(thresholds: dict):
+    """eta as float64 thresholds for the rule c >= eta from a Thresholds.to_dict() entry ("inf" /
+    "-inf" strings allowed, NaN not); an entry without "rule", written before it existed, meant
+    c > eta and is converted to the same decisions (threshold_search.rule)."""
+    from threshold_search.rule import LEGACY_RULE, to_exit_rule
+
     rows = [[float(v) for v in row] for row in thresholds["eta"]]
     if any(math.isnan(v) for row in rows for v in row):
         raise ManifestError("thresholds eta must not be NaN")
-    return rows
+    return to_exit_rule(rows, thresholds.get("rule", LEGACY_RULE))

@@ -11,7 +11,7 @@ EXIT = -1  # as msgf.engine.EXIT
 def next_size_index(eta: np.ndarray, step: int, confidence: np.ndarray) -> np.ndarray:
     """(B,) int64 index of the next patch size, or EXIT, at step `step` (1-based) of T = len(eta) + 1.
 
-    Exit if c > max_k eta[t, k]; otherwise the size whose threshold is the smallest one >= c
+    Exit if c >= max_k eta[t, k]; otherwise the size whose threshold is the smallest one > c
     (ties: the smaller k). Step T always exits. Compared in float64, which holds every float32
     confidence exactly, as the engine and threshold_search do.
     """
@@ -23,8 +23,8 @@ def next_size_index(eta: np.ndarray, step: int, confidence: np.ndarray) -> np.nd
         raise ValueError(f"step must be in 1..{eta.shape[0] + 1}, got {step!r}")
     row = eta[step - 1]
     order = np.argsort(row, kind="stable")
-    below = (conf[:, None] > row[order][None, :]).sum(axis=1)
-    return np.where(below == len(row), EXIT, order[np.minimum(below, len(row) - 1)]).astype(np.int64)
+    reached = (conf[:, None] >= row[order][None, :]).sum(axis=1)
+    return np.where(reached == len(row), EXIT, order[np.minimum(reached, len(row) - 1)]).astype(np.int64)
 
 
 def focus_box(location: np.ndarray, side: int, image_hw: tuple[int, int]) -> tuple[int, int, int, int]:

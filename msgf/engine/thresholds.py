@@ -1,15 +1,18 @@
 """Exit thresholds eta[t, k] and the paper's Eq. 9 rule that reads them.
 
-At step t < T with confidence c a sample exits if c > max_k eta[t, k]; otherwise it continues
-with the patch size k whose threshold is the smallest one >= c (ties: the smaller k). Step T
-always exits. With one patch size (K = 1) this is the plain "exit if c > eta_t" rule.
+At step t < T with confidence c a sample exits if c >= max_k eta[t, k]; otherwise it continues
+with the patch size k whose threshold is the smallest one > c (ties: the smaller k). Step T
+always exits. With one patch size (K = 1) this is the plain "exit if c >= eta_t" rule of the
+official GFNet code, under which a tie at the threshold (often confidences of exactly 1.0)
+leaves together. Sets stored before carry no "rule" and meant c > eta; they load converted to
+the same decisions (threshold_search.rule).
 """
 from __future__ import annotations
 
 import json
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -79,25 +82,34 @@ class Thresholds:
             return torch.full(conf.shape, EXIT, dtype=torch.int64, device=conf.device)
         eta = torch.tensor(self.eta[step - 1], device=conf.device)
         # With the row sorted stably (ties keep the smaller k first), the number of thresholds
-        # below c is the position of the smallest one >= c; all K below means exit.
+        # at or below c is the position of the smallest one > c; all K means exit.
         order = torch.argsort(eta, stable=True)
-        below = (conf[:, None] > eta[order][None, :]).sum(dim=1)
-        return torch.where(below == len(eta), EXIT, order[below.clamp(max=len(eta) - 1)])
+        reached = (conf[:, None] >= eta[order][None, :]).sum(dim=1)
+        return torch.where(reached == len(eta), EXIT, order[reached.clamp(max=len(eta) - 1)])
 
     def to_dict(self) -> dict:
-        """Plain values; infinite thresholds become "inf" / "-inf" (as threshold_search writes them)."""
+        """Plain values; infinite thresholds become "inf" / "-inf" (as threshold_search writes them),
+        and "rule" says they mean c >= eta."""
+        from threshold_search.rule import EXIT_RULE  # here: the package imports pygad, which few callers need
+
         eta = [[str(v) if math.isinf(v) else v for v in row] for row in self.eta.tolist()]
-        return {"eta": eta, "budget": self.budget, "accuracy": self.accuracy, "macs": self.macs,
+        return {"eta": eta, "rule": EXIT_RULE, "budget": self.budget, "accuracy": self.accuracy, "macs": self.macs,
                 "sizes": list(self.sizes) if self.sizes is not None else None, "meta": dict(self.meta)}
 
     @classmethod
     def from_dict(cls, values: dict) -> "Thresholds":
+        """A `to_dict()`; one without "rule" (written before it existed) meant c > eta and is
+        converted to the same decisions under c >= eta."""
+        from threshold_search.rule import LEGACY_RULE, check_rule, to_exit_rule
+
         if not isinstance(values, dict) or "eta" not in values:
             raise ValueError("thresholds must be a mapping with an 'eta' entry")
-        unknown = sorted(set(values) - {"eta", "budget", "accuracy", "macs", "sizes", "meta"})
+        unknown = sorted(set(values) - {"eta", "rule", "budget", "accuracy", "macs", "sizes", "meta"})
         if unknown:
             raise ValueError(f"unknown thresholds keys {unknown}")
-        return cls(**{k: v for k, v in values.items() if not (k == "meta" and v is None)})
+        rule = check_rule(values.get("rule", LEGACY_RULE), "thresholds rule")
+        thresholds = cls(**{k: v for k, v in values.items() if k != "rule" and not (k == "meta" and v is None)})
+        return replace(thresholds, eta=to_exit_rule(thresholds.eta, rule))
 
     @classmethod
     def from_search(cls, result) -> "Thresholds":

@@ -35,7 +35,8 @@ def test_a_damaged_or_foreign_manifest_is_refused_by_name(tmp_path):
 
 
 def test_eta_reads_infinities_and_refuses_nan():
-    assert eta_of({"eta": [["inf", "-inf"], [0.5, 1]]}) == [[float("inf"), float("-inf")], [0.5, 1.0]]
+    assert eta_of({"eta": [["inf", "-inf"], [0.5, 1]], "rule": ">="}).tolist() == [[float("inf"), float("-inf")],
+                                                                                  [0.5, 1.0]]
     with pytest.raises(ManifestError, match="NaN"):
         eta_of({"eta": [["nan"]]})
 

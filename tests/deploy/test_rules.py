@@ -3,7 +3,8 @@ import numpy as np
 import torch
 
 from msgf import ops
-from msgf.deploy.rules import focus_box, next_size_index
+from msgf.deploy.manifest import eta_of
+from msgf.deploy.rules import EXIT, focus_box, next_size_index
 from msgf.engine import Thresholds
 
 
@@ -18,6 +19,17 @@ def test_exit_rule_matches_the_engine():
             for step in range(1, 5):
                 expected = thresholds.next_size_index(step, torch.from_numpy(conf)).numpy()
                 np.testing.assert_array_equal(next_size_index(eta, step, conf), expected)
+
+
+def test_an_exports_sets_from_before_the_rule_decide_as_they_did():
+    # A manifest written before issue 29: its sets have no "rule" and meant exit at c > eta.
+    eta = [[0.5, 0.75], [0.25, "inf"]]
+    conf = np.float32([0.25, 0.5, 0.6, 0.75, 0.8, 1.0])  # on and between the thresholds
+    legacy, current = eta_of({"eta": eta}), eta_of({"eta": eta, "rule": ">="})
+    assert next_size_index(legacy, 1, conf).tolist() == [0, 0, 1, 1, EXIT, EXIT]
+    assert next_size_index(current, 1, conf).tolist() == [0, 1, 1, EXIT, EXIT, EXIT]
+    assert next_size_index(legacy, 2, conf).tolist() == [0, 1, 1, 1, 1, 1]
+    assert next_size_index(current, 2, conf).tolist() == [1, 1, 1, 1, 1, 1]
 
 
 def test_focus_box_matches_focus_boxes():

@@ -56,9 +56,9 @@ def spread_thresholds(conf_levels: list[np.ndarray]) -> Thresholds:
 
 def eq9(eta_row, c: float) -> int:
     """Eq. 9 for one sample as a plain loop (the oracle)."""
-    if c > max(eta_row):
+    if c >= max(eta_row):
         return EXIT
-    reachable = [k for k, v in enumerate(eta_row) if v >= c]
+    reachable = [k for k, v in enumerate(eta_row) if v > c]
     return min(reachable, key=lambda k: (eta_row[k], k))
 
 

@@ -9,13 +9,15 @@ from hypothesis import strategies as st
 from msgf.engine import EXIT, Thresholds, for_budget
 
 
-def eq9_one_sample(eta_row: list[float], c: float):
-    """Paper Eq. 9 for one sample, as a plain loop: exit, or the smallest threshold >= c."""
-    if c > max(eta_row):
+def eq9_one_sample(eta_row: list[float], c: float, rule: str = ">="):
+    """Paper Eq. 9 for one sample, as a plain loop: exit at c >= the largest threshold, else the
+    smallest threshold above c. rule ">" is how sets stored before issue 29 read: exit at c > the
+    largest, else the smallest threshold at or above c."""
+    if (c >= max(eta_row)) if rule == ">=" else (c > max(eta_row)):
         return EXIT
     best = None
     for k, value in enumerate(eta_row):
-        if value >= c and (best is None or value < eta_row[best]):
+        if (value > c if rule == ">=" else value >= c) and (best is None or value < eta_row[best]):
             best = k
     return best
 
@@ -37,11 +39,34 @@ def test_next_size_follows_eq9(eta, conf):
     assert th.next_size_index(3, c).tolist() == [EXIT] * len(conf)  # the last step always exits
 
 
+@settings(max_examples=200, deadline=None)
+@given(eta=st.lists(st.lists(etas, min_size=3, max_size=3), min_size=2, max_size=2),
+       conf=st.lists(st.one_of(grid, st.floats(0, 1, width=32)), min_size=1, max_size=20))
+def test_sets_stored_before_the_rule_decide_as_they_did(eta, conf):
+    # A checkpoint's or file's set from before issue 29: no "rule", meaning c > eta. Ties with
+    # the thresholds are common here, so this holds on tied data, not only untied.
+    stored = {"eta": [[str(v) if np.isinf(v) else v for v in row] for row in eta], "budget": 1e9, "sizes": [8, 16, 32]}
+    c = torch.tensor(conf, dtype=torch.float32)
+    for loaded in (Thresholds.from_dict(stored), Thresholds.from_json(json.dumps(stored)),
+                   Thresholds.from_json(json.dumps({"thresholds": stored["eta"], "budget": 1e9, "accuracy": 0.5,
+                                                    "macs": 1e9, "sizes": [8, 16, 32]}))):  # a Result, as written
+        for step in (1, 2):
+            expected = [eq9_one_sample(eta[step - 1], float(v), rule=">") for v in c]
+            assert loaded.next_size_index(step, c).tolist() == expected
+        again = Thresholds.from_json(loaded.to_json())  # written back with its rule: not converted twice
+        assert np.array_equal(again.eta, loaded.eta)
+
+
+def test_an_unknown_rule_is_refused():
+    with pytest.raises(ValueError, match="thresholds rule: expected one of"):
+        Thresholds.from_dict({"eta": [[0.5]], "rule": "=>"})
+
+
 def test_single_size_is_plain_exit_rule():
     th = Thresholds([[0.625], [0.8]])
-    assert th.next_size_index(1, torch.tensor([0.5, 0.625, 0.75])).tolist() == [0, 0, EXIT]
-    # float32 0.6 is slightly above the real 0.6: compared exactly, it exits.
-    assert Thresholds([[0.6]]).next_size_index(1, torch.tensor([0.6], dtype=torch.float32)).tolist() == [EXIT]
+    assert th.next_size_index(1, torch.tensor([0.5, 0.625, 0.75])).tolist() == [0, EXIT, EXIT]  # a tie exits
+    # float32 0.7 is slightly below the real 0.7: compared exactly, it does not reach it.
+    assert Thresholds([[0.7]]).next_size_index(1, torch.tensor([0.7], dtype=torch.float32)).tolist() == [0]
     never, always = Thresholds([[np.inf]]), Thresholds([[-np.inf]])
     assert never.next_size_index(1, torch.tensor([1.0])).tolist() == [0]
     assert always.next_size_index(1, torch.tensor([0.0])).tolist() == [EXIT]

@@ -6,7 +6,7 @@ import torch
 import msgf
 import msgf.checkpoint
 import msgf.models.macs
-from msgf.engine import Thresholds
+from msgf.engine import EXIT, Thresholds
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +50,26 @@ def rewrite(path, change):
     payload = torch.load(path, weights_only=True)
     change(payload)
     torch.save(payload, path)
+
+
+def test_thresholds_saved_before_the_exit_rule_changed_load_to_the_same_decisions(saved):
+    model, path = saved
+    # Before issue 29 a set had no "rule" and meant exit at c > eta; it loads converted.
+    def as_written_before(payload):
+        for entry in payload["thresholds"]:
+            del entry["rule"]
+        payload["digest"] = msgf.checkpoint._digest(payload)  # as that msgf signed it
+
+    rewrite(path, as_written_before)
+    (loaded,) = msgf.load_checkpoint(path).exit_thresholds
+    (written,) = model.exit_thresholds
+    conf = torch.tensor([0.3, 0.4, 0.45, 0.5, 0.55, 0.6, 0.7], dtype=torch.float32)
+    # Step 1 (0.4, 0.6): no float32 equals either, so both rules agree.
+    assert loaded.next_size_index(1, conf).tolist() == written.next_size_index(1, conf).tolist() == \
+        [0, 1, 1, 1, 1, EXIT, EXIT]
+    # Step 2 (0.5, 0.5): c = 0.5 ties; the stored set keeps it running, as it did, a new one lets it leave.
+    assert loaded.next_size_index(2, conf).tolist() == [0, 0, 0, 0, EXIT, EXIT, EXIT]
+    assert written.next_size_index(2, conf).tolist() == [0, 0, 0, EXIT, EXIT, EXIT, EXIT]
 
 
 def test_other_format_version_is_refused(saved):

@@ -1,7 +1,7 @@
 """Shared oracles and data for the threshold_search tests.
 
-`eq9_loop` is the exit rule written the plainest way, one sample and one level at a time in
-Python floats, exactly as the issue states it; it shares no code with the package.
+`exit_nodes` / `eq9_loop` are the exit rule written the plainest way, one sample and one level at
+a time in Python floats, exactly as the issues state it; they share no code with the package.
 """
 from __future__ import annotations
 
@@ -15,24 +15,35 @@ def _offset(t: int, K: int) -> int:
     return sum(K ** (s - 1) for s in range(1, t))
 
 
-def eq9_loop(traj: Trajectories, eta, scores=None) -> tuple[float, float]:
-    """(accuracy, mean MACs) by walking every sample down the tree."""
+def exit_nodes(traj: Trajectories, eta, scores=None, rule: str = ">=") -> list[int]:
+    """The node where each sample leaves, walking it down the tree. rule ">=" is Eq. 9 as the
+    package reads it (exit at c >= the largest threshold, else the smallest threshold above c);
+    ">" is the strict rule that thresholds stored before carry (exit at c > the largest, else
+    the smallest threshold at or above c)."""
     eta = np.asarray(eta, dtype=np.float64)
     scores = traj.conf if scores is None else scores
     K, T = traj.num_sizes, traj.T
-    correct, total_macs = 0, 0.0
+    nodes = []
     for i in range(traj.num_samples):
         node, t = 0, 1
         while t < T:
             c = float(scores[i, node])
             row = [float(v) for v in eta[t - 1]]
-            if c > max(row):
+            if (c >= max(row)) if rule == ">=" else (c > max(row)):
                 break
-            k = min((k for k in range(K) if row[k] >= c), key=lambda k: (row[k], k))
+            above = [k for k in range(K) if (row[k] > c if rule == ">=" else row[k] >= c)]
+            k = min(above, key=lambda k: (row[k], k))
             node = _offset(t + 1, K) + (node - _offset(t, K)) * K + k
             t += 1
-        correct += bool(traj.correct[i, node])
-        total_macs += float(traj.macs[node])
+        nodes.append(node)
+    return nodes
+
+
+def eq9_loop(traj: Trajectories, eta, scores=None, rule: str = ">=") -> tuple[float, float]:
+    """(accuracy, mean MACs) by walking every sample down the tree."""
+    nodes = exit_nodes(traj, eta, scores, rule)
+    correct = sum(bool(traj.correct[i, node]) for i, node in enumerate(nodes))
+    total_macs = sum(float(traj.macs[node]) for node in nodes)
     return correct / traj.num_samples, total_macs / traj.num_samples
 
 
@@ -62,3 +73,8 @@ def oracle():
 @pytest.fixture(scope="session")
 def make_random():
     return random_trajectories
+
+
+@pytest.fixture(scope="session")
+def walk():
+    return exit_nodes

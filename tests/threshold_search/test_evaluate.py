@@ -48,16 +48,24 @@ def test_evaluate_many_equals_repeated_evaluate(make_random):
 
 
 def test_thresholds_are_compared_as_real_numbers_not_float32():
-    # 0.5 - 1e-12 rounds to 0.5 in float32; c = 0.5 must still count as above it and exit.
+    # 0.5 + 1e-12 rounds to 0.5 in float32; c = 0.5 must still count as below it and stay.
     traj = make_trajectories(50, 2, [96], seed=0)
     conf = traj.conf.copy()
     conf[:, 0] = 0.5
     traj = type(traj)(sizes=traj.sizes, T=2, labels=traj.labels, conf=conf, correct=traj.correct,
                       pred=traj.pred, macs=traj.macs)
-    _, macs_below = evaluate(traj, [[0.5 - 1e-12]])
+    _, macs_above = evaluate(traj, [[0.5 + 1e-12]])
     _, macs_equal = evaluate(traj, [[0.5]])
-    assert macs_below == pytest.approx(traj.macs[0])  # everyone exits at the glance
-    assert macs_equal == pytest.approx(traj.macs[1])  # nobody does: exit needs c > eta
+    assert macs_above == pytest.approx(traj.macs[1])  # nobody exits at the glance
+    assert macs_equal == pytest.approx(traj.macs[0])  # everyone does: a tie at the threshold leaves
+
+
+def test_thresholds_in_one_float32_gap_keep_their_real_order(oracle):
+    # Both round up to the same float32; the engine sorts the real values (size 1 first), and
+    # so must the evaluator, or the block below them would go to size 0.
+    traj = make_trajectories(60, 3, [96, 128], seed=1)
+    eta = np.array([[0.5 + 2e-12, 0.5 + 1e-12], [0.9, 0.2]])
+    assert evaluate(traj, eta) == pytest.approx(oracle(traj, eta), rel=1e-12)
 
 
 def test_entropy_and_random_criteria_use_their_scores(oracle, make_random):

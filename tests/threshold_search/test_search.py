@@ -38,7 +38,7 @@ def test_geometric_thresholds_follow_the_msdnet_plan():
         eta = path_thresholds(evaluator.node_scores[[0, 1, 2, 3]], split, 0, 1)
         running = np.ones(traj.num_samples, bool)
         for t, fraction in enumerate(planned_fractions(split, 4)[:-1]):
-            leaving = running & (traj.conf[:, t] > eta[t, 0])
+            leaving = running & (traj.conf[:, t] >= eta[t, 0])
             assert leaving.sum() == int(np.floor(1000 * fraction))
             running &= ~leaving
     fractions = planned_fractions(0.6, 4)
@@ -94,7 +94,7 @@ def test_ga_within_0_2_points_of_the_exhaustive_optimum(data_seed):
     # The GA's 64-interval grid contains the exhaustive 16-interval grid.
     exhaustive = search(traj, budgets=budgets, method="exhaustive", intervals=16)
     ga = search(traj, budgets=budgets, method="ga", seed=0)
-    assert exhaustive.results[0].evaluations == 18 ** 4
+    assert exhaustive.results[0].evaluations == 19 ** 4  # 17 quantiles, -inf and inf per threshold
     for e, g in zip(exhaustive.results, ga.results):
         assert g.accuracy >= e.accuracy - 0.002 - 1e-12, (e.budget, e.accuracy, g.accuracy)
         assert e.macs <= e.budget and g.macs <= g.budget
@@ -102,7 +102,7 @@ def test_ga_within_0_2_points_of_the_exhaustive_optimum(data_seed):
 
 def test_exhaustive_is_the_optimum_of_its_grid(oracle):
     traj = make_trajectories(150, 2, [96, 160], seed=8)
-    candidates = np.unique(np.r_[-np.inf, np.quantile(traj.conf[:, 0], np.linspace(0, 1, 5), method="lower")])
+    candidates = np.unique(np.r_[-np.inf, np.inf, np.quantile(traj.conf[:, 0], np.linspace(0, 1, 5), method="lower")])
     budget = 2.4e9
     best = max((oracle(traj, np.array([eta])) for eta in itertools.product(candidates, repeat=2)
                 if oracle(traj, np.array([eta]))[1] <= budget), key=lambda r: r[0])

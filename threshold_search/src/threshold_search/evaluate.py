@@ -1,10 +1,11 @@
 """Accuracy and average MACs of threshold sets under the exit rule of Eq. 9.
 
-At a node of level t < T a sample with score c exits if c > max_k eta[t-1, k]; otherwise it
-continues with the k of the smallest eta[t-1, k] >= c (ties: the smaller k). Level T always
-exits. With the thresholds of one level sorted stably (ties keep the smaller k first) as
-e_0 <= ... <= e_{K-1}, the decision is d = #{j : c > e_j}: d == K exits, d < K continues with
-the size order[d].
+At a node of level t < T a sample with score c exits if c >= max_k eta[t-1, k] (threshold_search.rule);
+otherwise it continues with the k of the smallest eta[t-1, k] > c (ties: the smaller k). Level T
+always exits. With the thresholds of one level sorted stably (ties keep the smaller k first) as
+e_0 <= ... <= e_{K-1}, the decision is d = #{j : c >= e_j}: d == K exits, d < K continues with
+the size order[d]. Each threshold is the lowest score of the block above it: [e_{j-1}, e_j)
+continues with order[j] and [e_{K-1}, inf) exits, so at equality both rules read the same way.
 
 Why it is fast (a search scores tens of thousands of sets on 50,000 samples):
 - samples are kept sorted by their glance score, so the glance splits them into K+1
@@ -16,9 +17,10 @@ Why it is fast (a search scores tens of thousands of sets on 50,000 samples):
   left to levels below the last deciding one, which exist only for T >= 5;
 - the last deciding level keeps its parent's slice plus a mask instead of compacting it.
 
-Thresholds are compared in float32 after rounding each one *down* to a float32: for a float32
-score c and any real eta, c > eta holds exactly when c > round_down(eta), so the result equals
-the rule evaluated in float64.
+Thresholds are compared in float32 after rounding each one *up* to a float32: for a float32
+score c and any real eta, c >= eta holds exactly when c >= round_up(eta), so the result equals
+the rule evaluated in float64. They are sorted before rounding, as the float64 rule sorts them:
+two thresholds that round to one float32 keep their real order.
 """
 from __future__ import annotations
 
@@ -33,10 +35,10 @@ from threshold_search.tree import level_offset, node_level
 _MAX_SIZES = 255  # decisions 0..K are counted in uint8
 
 
-def _round_down_to_float32(values: np.ndarray) -> np.ndarray:
+def _round_up_to_float32(values: np.ndarray) -> np.ndarray:
     rounded = values.astype(np.float32)
-    up = rounded.astype(np.float64) > values
-    rounded[up] = np.nextafter(rounded[up], np.float32(-np.inf))
+    down = rounded.astype(np.float64) < values
+    rounded[down] = np.nextafter(rounded[down], np.float32(np.inf))
     return rounded
 
 
@@ -116,11 +118,11 @@ class Evaluator:
             n_correct[:] = self.correct_prefix[0, -1]
             exits[:, 0] = self.N
             return n_correct, exits
-        thresholds = _round_down_to_float32(etas)
-        order = np.argsort(thresholds, axis=2, kind="stable")
-        thresholds = np.take_along_axis(thresholds, order, axis=2)
-        # The glance decision of every set at once: block edges in glance-sorted order.
-        bounds = np.searchsorted(self.glance_sorted, thresholds[:, 0, :].ravel(), side="right")
+        order = np.argsort(etas, axis=2, kind="stable")
+        thresholds = np.take_along_axis(_round_up_to_float32(etas), order, axis=2)
+        # The glance decision of every set at once: block edges in glance-sorted order
+        # (bounds[j] samples score below e_j).
+        bounds = np.searchsorted(self.glance_sorted, thresholds[:, 0, :].ravel(), side="left")
         bounds = bounds.reshape(P, self.K)
         for p in range(P):
             n_correct[p] = self._one(thresholds[p], order[p], bounds[p], exits[p])
@@ -156,9 +158,9 @@ class Evaluator:
             children = first_child[node] + order[t - 1]
             if t == T - 1:
                 # Leaves follow: count each outcome with boolean masks, no compaction.
-                beyond_previous = None  # x > e_{j-1}, i.e. decision >= j
+                beyond_previous = None  # x >= e_{j-1}, i.e. decision >= j
                 for j in range(K + 1):
-                    beyond = x > level[j] if j < K else None
+                    beyond = x >= level[j] if j < K else None
                     if j == 0:
                         chosen = ~beyond
                     elif j < K:
@@ -174,9 +176,9 @@ class Evaluator:
                         n_correct += np.count_nonzero(chosen & correct[target][samples])
                     beyond_previous = beyond
                 continue
-            decision = (x > level[0]).view(np.uint8)
+            decision = (x >= level[0]).view(np.uint8)
             for k in range(1, K):
-                decision = decision + (x > level[k])
+                decision = decision + (x >= level[k])
             leaving = decision == K
             if mask is not None:
                 leaving &= mask

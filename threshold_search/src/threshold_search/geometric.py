@@ -8,8 +8,13 @@ so the ratio meeting a budget is found by bisection. MSDNet sweeps p = r up to 1
 above the even split need r > 1 (q < 0), which the bisection reaches through s = r / (1 + r)
 in [0, 1] (s = 1 is "everyone runs to T").
 
-Thresholds are the (n+1)-th highest score, so with the strict exit rule exactly n samples leave
-unless scores tie at the threshold, in which case fewer do (MSDNet's >= lets more leave).
+Thresholds are the n-th highest score among the samples still running, as in the official
+GFNet and MSDNet code (`dynamic_find_threshold`), read with its exit rule c >= eta: exactly n
+samples leave unless scores tie at the threshold, in which case the whole tie leaves with them.
+A saturated model (many confidences exactly 1.0) thus still exits its planned samples. One case
+differs from the official code on purpose: where ties at earlier exits left fewer samples running
+than an exit plans to let go, the official threshold stays at its "nobody" value and those
+samples run to the end; here they all leave at that exit, as the plan asked for more.
 """
 from __future__ import annotations
 
@@ -53,9 +58,9 @@ def path_thresholds(path_scores: np.ndarray, split: float, size_index: int, K: i
         elif planned == 0:
             threshold = np.inf  # nobody leaves; size_index is the only finite choice left
         else:
-            threshold = float(-np.partition(-scores, planned)[planned])  # the (n+1)-th highest
+            threshold = float(-np.partition(-scores, planned - 1)[planned - 1])  # the n-th highest
         eta[t, size_index] = threshold
-        running = running[:, scores <= threshold]
+        running = running[:, scores < threshold]
     return eta
 
 

@@ -3,8 +3,9 @@
 The GA and the exhaustive search both choose each eta[t-1, k] from the candidates of level t,
 so a threshold set is a vector of small integers (a gene per threshold). Quantiles put the
 candidates where the samples are, and always-exit / never-exit are expressible: -inf (the first
-candidate) is below every score, the maximum score is beaten by none. Candidates are actual
-scores, so the exit rule's strict ">" decides ties the same way on every grid.
+candidate) lets every score through, inf (the last) none. Candidates are actual scores, and the
+exit rule is c >= eta (threshold_search.rule), so a candidate lets its own score through: a tie
+at the top, such as the samples a saturated model scores exactly 1.0, can leave on its own.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from threshold_search.tree import level_offset
 
 def level_grids(scores: np.ndarray, T: int, K: int, intervals: int,
                 extra: np.ndarray | None = None) -> list[np.ndarray]:
-    """Ascending float64 candidates for each level t = 1..T-1, the first one -inf.
+    """Ascending float64 candidates for each level t = 1..T-1, the first one -inf, the last inf.
 
     `intervals` splits [0, 1] into equal quantile steps, so grids of `intervals` = n and m*n
     nest: every candidate of the coarse one is on the fine one. `extra` (P, T-1, K) adds
@@ -27,7 +28,7 @@ def level_grids(scores: np.ndarray, T: int, K: int, intervals: int,
     grids = []
     for t in range(1, T):
         pooled = scores[:, level_offset(t, K):level_offset(t + 1, K)].ravel()
-        values = [np.quantile(pooled, probabilities, method="lower").astype(np.float64), [-np.inf]]
+        values = [np.quantile(pooled, probabilities, method="lower").astype(np.float64), [-np.inf, np.inf]]
         if extra is not None:
             values.append(np.asarray(extra, dtype=np.float64)[:, t - 1, :].ravel())
         grids.append(np.unique(np.concatenate(values)))

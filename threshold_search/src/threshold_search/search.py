@@ -14,6 +14,7 @@ from threshold_search.exhaustive import exhaustive_search
 from threshold_search.genetic import GeneScorer, genetic_search
 from threshold_search.geometric import PathSolution, geometric_all_sizes, geometric_path
 from threshold_search.grid import decode, encode, level_grids
+from threshold_search.rule import EXIT_RULE, LEGACY_RULE, to_exit_rule
 from threshold_search.trajectories import Trajectories
 
 METHODS = ("ga", "geometric", "exhaustive")
@@ -48,15 +49,19 @@ class Result:
         return evaluate(traj, self.thresholds, self.criterion, self.seed)
 
     def to_dict(self) -> dict:
-        """JSON-ready; infinite thresholds are written as the strings "-inf" / "inf"."""
+        """JSON-ready; infinite thresholds are written as the strings "-inf" / "inf", and `rule`
+        says which comparison they mean (threshold_search.rule)."""
         return dict(budget=self.budget, accuracy=self.accuracy, macs=self.macs, method=self.method,
-                    criterion=self.criterion, seed=self.seed, sizes=list(self.sizes),
+                    criterion=self.criterion, seed=self.seed, sizes=list(self.sizes), rule=EXIT_RULE,
                     thresholds=[[_threshold_to_json(v) for v in row] for row in self.thresholds.tolist()],
                     evaluations=self.evaluations, seconds=self.seconds, details=self.details)
 
     @classmethod
     def from_dict(cls, data: dict) -> Result:
-        thresholds = np.array([[float(v) for v in row] for row in data["thresholds"]], dtype=np.float64)
+        """A `to_dict()`; one written without a `rule` (before it existed) meant c > eta and is
+        converted to the same decisions under c >= eta."""
+        thresholds = to_exit_rule([[float(v) for v in row] for row in data["thresholds"]],
+                                  data.get("rule", LEGACY_RULE))
         fields = {k: data[k] for k in ("accuracy", "macs", "budget", "method", "criterion", "seed")}
         return cls(thresholds=thresholds.reshape(-1, len(data["sizes"])), sizes=tuple(data["sizes"]),
                    evaluations=data.get("evaluations", 0), seconds=data.get("seconds", 0.0),
