@@ -53,11 +53,13 @@ class GFNet(nn.Module):
 
     # ------------------------------------------------------------------ step API
 
-    def forward(self, images: Tensor, sizes, locs: Tensor | None = None) -> list[GFState]:
+    def forward(self, images: Tensor, sizes, locs: Tensor | None = None, *,
+                trace: list | None = None) -> list[GFState]:
         """A whole episode for the whole batch: the glance, then T-1 focus steps.
 
         sizes: one side, or per step (T-1,) or per sample and step (N, T-1); locs: (N, T-1, 2)
-        locations (e.g. random in stage I) or None for the policy's means. Returns the T states.
+        locations (e.g. random in stage I) or None for the policy's means; trace: a list that
+        receives each focus step's (N, 2) locations, detached. Returns the T states.
         Training wraps this (not the step methods) in DistributedDataParallel.
         """
         steps = self.config.T - 1
@@ -72,6 +74,8 @@ class GFNet(nn.Module):
         for t in range(steps):
             proposal = self.propose(states[-1], side[:, t])
             where = proposal.mean if locs is None else locs[:, t]
+            if trace is not None:
+                trace.append(where.detach())
             states.append(self.focus(states[-1], images, where, side[:, t], proposal=proposal))
         return states
 

@@ -116,6 +116,11 @@ class Stage1Config:
     momentum: float = 0.9
     weight_decay: float = 1e-4
     aux_weight: float = 1.0  # lambda in mean_t [CE(p_t, y) + lambda * CE(FC_t(e_t), y)]
+    # True: f_C learns the image's label at every step (the paper). False: in a sample with an
+    # object box, a focus step before any patch has held the box's centre carries no f_C loss;
+    # f_C then learns to name what its patches showed, not to guess the sign from decoys (the
+    # glance's own prediction keeps its loss)
+    classify_unseen: bool = True
     # Fraction of focus steps whose random location is drawn among those whose patch contains
     # the sample's object box (where it has one). 0 is the paper's recipe; small objects need
     # it, or f_C never sees what a patch on the object looks like (a random 64 px patch holds
@@ -158,6 +163,7 @@ class Stage3Config:
     momentum: float = 0.9
     weight_decay: float = 1e-4
     aux_weight: float = 1.0
+    classify_unseen: bool = True  # as Stage1Config's
     freeze_glance_encoder: bool = False  # f_G stays fixed too: pi was trained on its feature map
 
 
@@ -176,6 +182,7 @@ class TrainConfig:
     policy_head: str = "sigmoid"  # pi's location head, msgf.models.heads.LocationPolicy
     policy_channels: int = 32  # pi's conv on the feature map: output channels ...
     policy_kernel: int = 1  # ... and kernel side (GFConfig)
+    policy_hidden: int = 256  # pi's GRU (GFConfig): its memory steers the cells only after PPO
     policy_inhibition: float = 0.0  # spatial head: inhibition of return (GFConfig.policy_inhibition) ...
     policy_inhibition_radius: int = 0  # ... reaching this many cells around (GFConfig)
     policy_selection: str = "expected"  # spatial head: "expected" or "argmax" cell (GFConfig)

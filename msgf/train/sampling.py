@@ -6,6 +6,9 @@ import math
 
 import torch
 
+from msgf import ops
+from msgf.engine.error_budget import contains, object_centres
+
 
 def training_crops(boxes: list, size: int, hw: tuple[int, int], gen: torch.Generator, object_crops: bool,
                    distractors: list | None = None):
@@ -76,3 +79,16 @@ def centred_crops(boxes: list, size: int, hw: tuple[int, int]):
         top = int(min(max(round(cy - size / 2), 0), height - size))
         rows.append([b, left, top, left + size, top + size])
     return torch.tensor(rows, dtype=torch.float32)
+
+
+
+def object_seen(boxes: list, trace: list, sizes, hw: tuple[int, int]):
+    """(B, T) bool: whether sample b's object has been seen by step t (0 = the glance), that is,
+    one of the focus patches so far (side sizes[b, t - 1] at trace[t - 1][b]) held the centre of
+    its first box (as msgf error-budget counts a sign covered); always True without a box."""
+    centres, unseen = object_centres(boxes, "cpu")
+    seen = [~unseen]
+    for t, where in enumerate(trace):
+        patches = ops.focus_boxes(where.detach().float().clamp(0, 1).cpu(), torch.as_tensor(sizes)[:, t].cpu(), hw)
+        seen.append(seen[-1] | contains(patches[:, 1:], centres))
+    return torch.stack(seen, 1)

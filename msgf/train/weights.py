@@ -28,6 +28,7 @@ def initial_model(cfg: TrainConfig, splits, init: Path | None, log) -> nn.Module
                            policy_inhibition_radius=cfg.policy_inhibition_radius,
                            policy_selection=cfg.policy_selection,
                            policy_channels=cfg.policy_channels, policy_kernel=cfg.policy_kernel,
+                           policy_hidden=cfg.policy_hidden,
                            map_stride=cfg.map_stride, glance_to_map=cfg.glance_to_map,
                            pretrained=cfg.pretrained,
                            global_weights=cfg.weights, local_weights=cfg.weights)

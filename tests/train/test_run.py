@@ -184,6 +184,51 @@ def test_keep_incoming_weights_keeps_them_unless_an_epoch_scores_higher(full_run
     assert unchanged == (after <= before), (before, after)
 
 
+def test_stage3_without_classify_unseen_counts_f_C_only_once_pi_has_seen_the_object(full_run, tmp_path):
+    # One patch size and pi's locations: the episode is fixed, so the step's loss can be restated
+    # here: f_C's cross-entropy at the glance always, at a focus step only for samples whose
+    # box centre lies in one of the patches so far (or that have no box); every FC_t's always.
+    import torch.nn.functional as F
+
+    from msgf import ops
+    from msgf.train.loop import RunOptions, Trainer
+    from msgf.train.presets import preset
+    from msgf.train.stages import PolicyPatchTraining
+
+    config = preset("smoke", glance_size=32, patch_sizes=(32,), T=3, export_trajectories=False, **{
+        "data.image_size": (64, 96), "data.train_samples": 48, "data.val_samples": 24, "data.test_samples": 24,
+        "data.batch_size": 16, "stage3.epochs": 1, "stage3.lr_classifier": 0.0, "stage3.lr_encoders": 0.0,
+        "stage3.weight_decay": 0.0, "stage3.classify_unseen": False})
+    trainer = Trainer(config, RunOptions(out=tmp_path, stages=(3,), init=full_run[0] / "stage2.ckpt",
+                                         progress=False))
+    try:
+        stage = PolicyPatchTraining(trainer)
+        trainable = stage.prepare()
+        batch = next(iter(stage.batches(0)))
+        model = trainer.model.train()
+        images, labels, boxes = batch["images"], batch["labels"], batch["boxes"]
+        with torch.no_grad():
+            states = model(images, 32)
+            seen = torch.tensor([len(b) == 0 for b in boxes])
+            expected = []
+            for t, state in enumerate(states):
+                if t > 0:
+                    where = model.propose(states[t - 1], 32).mean.clamp(0, 1)
+                    x0, y0, x1, y1 = ops.focus_boxes(where, 32, (64, 96))[:, 1:].unbind(1)
+                    for b, box in enumerate(boxes):
+                        if len(box):
+                            cx, cy = float(box[0, 0] + box[0, 2]) / 2, float(box[0, 1] + box[0, 3]) / 2
+                            seen[b] |= bool(x0[b] <= cx < x1[b] and y0[b] <= cy < y1[b])
+                counted = torch.ones(len(labels)) if t == 0 else seen.float()
+                expected.append((F.cross_entropy(state.logits, labels, reduction="none") * counted).mean()
+                                + F.cross_entropy(model.aux_logits(state), labels))
+        assert 0 < int(seen.sum()) < len(labels)  # both kinds of sample are in the batch
+        stats = stage.step(trainable.module, trainable.optimizer, batch, torch.Generator().manual_seed(0))
+        assert stats["loss"] == pytest.approx(float(torch.stack(expected).mean()), rel=1e-5)
+    finally:
+        trainer.close()
+
+
 def test_two_process_gloo_run_ends_with_identical_weights(tmp_path):
     worker = Path(__file__).with_name("ddp_worker.py")
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(worker),

@@ -8,7 +8,7 @@ from msgf import ops
 from msgf.train.data import generator, stream_seed
 from msgf.train.metrics import patch_hits
 from msgf.train.presets import PRESETS, TrainConfig, paper_for_backbone, preset
-from msgf.train.sampling import _containing, centred_crops, training_crops
+from msgf.train.sampling import _containing, centred_crops, object_seen, training_crops
 from msgf.train.weights import load_matching
 
 
@@ -139,6 +139,58 @@ def test_load_matching_carries_every_weight_but_those_shaped_by_the_patch_sizes(
     for name, value in target.state_dict().items():
         expected = before[name] if name in kept else theirs[name]
         assert torch.equal(value, expected), name
+
+
+def test_object_seen_hand_example():
+    # 100 x 200 image, two focus steps. Step 1: 50 px at (0, 0) -> x 0..50, y 0..50. Step 2:
+    # 20 px at (1, 1) -> top 80, left 180 -> x 180..200, y 80..100.
+    trace = [torch.zeros(4, 2), torch.ones(4, 2)]
+    sizes = torch.tensor([[50, 20]] * 4)
+    boxes = [
+        torch.tensor([[40.0, 40.0, 58.0, 58.0]]),  # centre (49, 49): seen at step 1, and stays seen
+        torch.tensor([[40.0, 40.0, 62.0, 62.0]]),  # centre (51, 51): overlaps step 1's patch, but unseen
+        torch.tensor([[190.0, 90.0, 200.0, 100.0], [0.0, 0.0, 9.0, 9.0]]),  # the first box counts: step 2
+        torch.zeros((0, 4)),  # no box (EMPTY): nothing to see, counted seen throughout
+    ]
+    seen = object_seen(boxes, trace, sizes, (100, 200))
+    assert seen.tolist() == [[False, True, True], [False, False, False], [False, False, True], [True, True, True]]
+
+
+def test_an_episodes_trace_holds_the_locations_its_patches_were_cut_at():
+    from msgf.models.config import GFConfig
+    from msgf.models.gfnet import GFNet
+
+    torch.manual_seed(0)
+    model = GFNet(GFConfig(backbone="mobilenet_v3_small", num_classes=4, glance_size=32, patch_sizes=(32,), T=3,
+                           classifier="fc", policy_head="spatial")).eval()
+    images = torch.randint(0, 256, (2, 64, 96, 3), dtype=torch.uint8)
+    given = torch.rand(2, 2, 2)
+    trace = []
+    with torch.no_grad():
+        model(images, 32, given, trace=trace)
+        assert torch.equal(torch.stack(trace, 1), given)
+        trace.clear()
+        states = model(images, 32, None, trace=trace)
+        proposal = model.propose(states[0], 32)  # pi's mean from the glance: the first patch's location
+    assert len(trace) == 2 and torch.allclose(trace[0], proposal.mean)
+
+
+def test_stage0_skips_the_training_images_when_every_crop_and_glance_comes_from_the_scene_set(tmp_path):
+    from msgf.train.loop import RunOptions, Trainer
+    from msgf.train.stages import EncoderTraining
+
+    base = {"data.image_size": (96, 128), "data.train_samples": 16, "data.val_samples": 16,
+            "data.test_samples": 16, "data.batch_size": 8}
+    for scene_set, expect_images in (({"stage0.glance_samples": 16, "stage0.local_samples": 16}, False),
+                                     ({"stage0.glance_samples": 0, "stage0.local_samples": 16}, True)):  # f_G: batch glances
+        config = preset("smoke", glance_size=32, patch_sizes=(32, 48), **base, **scene_set)
+        trainer = Trainer(config, RunOptions(out=tmp_path / str(expect_images), progress=False))
+        try:
+            batches = list(EncoderTraining(trainer).batches(0))
+            assert len(batches) == 2
+            assert all((batch["images"].numel() > 0) == expect_images for batch in batches)
+        finally:
+            trainer.close()
 
 
 def test_stage0_local_batches_are_the_first_local_samples_windows_once_per_pass(tmp_path):

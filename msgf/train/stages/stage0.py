@@ -152,6 +152,17 @@ class EncoderTraining(Stage):
 
     # ------------------------------------------------------------------ the data of an epoch
 
+    def batches(self, epoch: int):
+        """The training split's batches; or, where every step takes its crops and glances from the
+        scene set (`local_samples`, with f_G idle or on `glance_samples`), as many batches without
+        images: rendering or decoding them would buy nothing."""
+        split = super().batches(epoch)
+        s0 = self.settings
+        if s0.local_samples > 0 and (not self.uses_glance or s0.glance_samples > 0):
+            return [{"images": torch.empty(0, dtype=torch.uint8), "labels": torch.empty(0, dtype=torch.long),
+                     "boxes": []} for _ in range(len(split))]
+        return split
+
     def start_epoch(self, epoch: int) -> None:
         self.glance_batches = self._glance_batches(epoch)
         self.local_batches = self._local_batches(epoch)
@@ -235,11 +246,12 @@ class EncoderTraining(Stage):
             if glance_batch is not None:  # f_G learns on the glance set, f_L on this batch's crops
                 glances, glance_labels, objects, glance_hw = glance_batch
                 glances, glance_labels = glances.to(device), glance_labels.to(device)
-            else:
-                glances = ops.glance(images, cfg.glance_size, mean=m.config.mean, std=m.config.std) \
-                    if self.uses_glance else None
+            elif self.uses_glance:  # f_G on this batch's glances
+                glances = ops.glance(images, cfg.glance_size, mean=m.config.mean, std=m.config.std)
                 glance_labels, glance_hw = labels, image_hw(images)
                 objects = boxes if distractors is None else [torch.cat([b, d]) for b, d in zip(boxes, distractors)]
+            else:  # f_L alone (the locator was fitted apart): the batch may hold no images (`batches`)
+                glances = None
             if cfg.channels_last and self.run.cuda:
                 crops = crops.contiguous(memory_format=torch.channels_last)
                 glances = None if glances is None else glances.contiguous(memory_format=torch.channels_last)
@@ -308,6 +320,8 @@ class EncoderTraining(Stage):
     # ------------------------------------------------------------------------ what it leaves
 
     def finish(self) -> None:
+        self.glance_batches = self.local_batches = None
+        self.run.splits.release_glances()
         # every focus step's auxiliary head starts from the local encoder's head, and so does a
         # cascade f_C on the patches (measured on cpu-demo: on sign-centred patches f_C trained
         # from zero in stage I read 26-32% of signs, FC_2 30-52%)

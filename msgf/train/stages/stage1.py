@@ -5,7 +5,10 @@ Trains f_G, f_L, f_C and the auxiliary heads FC_t (pi is frozen; so is f_G with
 `object_location_fraction` of them moved onto the object (or, in an empty scene, a decoy), at a
 uniformly random patch size per step, and minimises the paper's loss
 
-    mean over t of [CE(p_t, y) + lambda * CE(FC_t(e_t), y)]    (lambda: `aux_weight`).
+    mean over t of [CE(p_t, y) + lambda * CE(FC_t(e_t), y)]    (lambda: `aux_weight`),
+
+where, with `classify_unseen` off, CE(p_t, y) counts only at the glance and once a patch has
+held the sample's object (always for samples without a box).
 
 Validated by the accuracy at every step, averaged over steps and patch sizes, with random
 locations (pi has not trained yet).
@@ -17,7 +20,7 @@ import torch.nn.functional as F
 
 from msgf.train.evaluation import scored_validation
 from msgf.train.metrics import image_hw
-from msgf.train.sampling import object_locations
+from msgf.train.sampling import object_locations, object_seen
 from msgf.train.stages.base import Stage, Trainable
 
 
@@ -58,10 +61,17 @@ class RandomPatchTraining(Stage):
         m.train()
         if self.settings.freeze_glance_encoder:
             m.global_encoder.eval()  # its BatchNorm statistics stay as stage 0 left them
+        trace = None if self.settings.classify_unseen else []
         with self.run.autocast():
-            states = net(images, sizes, locs)
-            losses = [F.cross_entropy(s.logits.float(), labels)
-                      + self.settings.aux_weight * F.cross_entropy(m.aux_logits(s).float(), labels) for s in states]
+            states = net(images, sizes, locs, trace=trace)
+            # which steps' f_C loss counts: all, or the glance's and those after the object was seen
+            counts = torch.ones((len(labels), len(states))) if trace is None else \
+                object_seen(batch["boxes"], trace, sizes, image_hw(images)).float()
+            counts[:, 0] = 1.0
+            counts = counts.to(labels.device)
+            losses = [(F.cross_entropy(s.logits.float(), labels, reduction="none") * counts[:, t]).mean()
+                      + self.settings.aux_weight * F.cross_entropy(m.aux_logits(s).float(), labels)
+                      for t, s in enumerate(states)]
             loss = torch.stack(losses).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
