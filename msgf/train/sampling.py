@@ -81,7 +81,6 @@ def centred_crops(boxes: list, size: int, hw: tuple[int, int]):
     return torch.tensor(rows, dtype=torch.float32)
 
 
-
 def object_seen(boxes: list, trace: list, sizes, hw: tuple[int, int]):
     """(B, T) bool: whether sample b's object has been seen by step t (0 = the glance), that is,
     one of the focus patches so far (side sizes[b, t - 1] at trace[t - 1][b]) held the centre of
