@@ -8,6 +8,7 @@ by size.
 """
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from collections.abc import Sequence
@@ -121,6 +122,8 @@ def _check_output_bytes(heights: list[int], widths: list[int], channels: int, ou
 
 
 def _normalise_stats(values, channels: int, name: str, default: float) -> list[float]:
+    if type(values) is tuple and all(type(v) is float for v in values):  # a model config's: checked once
+        return list(_float_stats(values, channels, name))
     if values is None:
         return [default] * channels
     if isinstance(values, (Tensor, np.ndarray)):
@@ -141,6 +144,11 @@ def _normalise_stats(values, channels: int, name: str, default: float) -> list[f
     if name == "std" and min(values) <= 0:
         raise ValueError(f"std must be positive, got {values}")
     return values
+
+
+@functools.lru_cache(maxsize=64)
+def _float_stats(values: tuple[float, ...], channels: int, name: str) -> tuple[float, ...]:
+    return tuple(_normalise_stats(list(values), channels, name, 0.0))
 
 
 def size_groups(heights: list[int], widths: list[int]) -> list[tuple[tuple[int, int], list[int]]]:
@@ -203,7 +211,12 @@ def _kernel_geometry(images: Tensor) -> tuple[list[int], list[int]]:
 
 def _affine(images: Tensor, mean: list[float], std: list[float]) -> tuple[Tensor, Tensor]:
     """(x / 255 - mean) / std folded into x * scale + shift, in float64 then rounded once."""
-    unit = 255.0 if images.dtype == torch.uint8 else 1.0
+    return _folded_affine(255.0 if images.dtype == torch.uint8 else 1.0, tuple(mean), tuple(std))
+
+
+@functools.lru_cache(maxsize=64)
+def _folded_affine(unit: float, mean: tuple[float, ...], std: tuple[float, ...]) -> tuple[Tensor, Tensor]:
+    # Cached: the kernel only reads these (CUDA copies them to the device first).
     scale = torch.tensor([1.0 / (unit * s) for s in std], dtype=torch.float64)
     shift = torch.tensor([-m / s for m, s in zip(mean, std)], dtype=torch.float64)
     return scale.float(), shift.float()
@@ -218,11 +231,22 @@ def _crop_resize_op(images: Tensor, boxes: Tensor, out_heights: list[int], out_w
     channels = _channels(images)
     mean = _normalise_stats(mean, channels, "mean", 0.0)
     std = _normalise_stats(std, channels, "std", 1.0)
-    if out_dtype not in _OUT_TYPES:
-        raise TypeError(f"out_dtype must be float32, float16 or bfloat16, got {out_dtype}")
+    _check_out_dtype(out_dtype)
     if not isinstance(antialias, bool):
         raise TypeError(f"antialias must be a bool, got {type(antialias).__name__}")
-    _check_output_bytes(heights, widths, channels, out_dtype)
+    return _run_crop(images, boxes, heights, widths, mean, std, antialias, out_dtype)
+
+
+def _check_out_dtype(out_dtype) -> None:
+    if out_dtype not in _OUT_TYPES:
+        raise TypeError(f"out_dtype must be float32, float16 or bfloat16, got {out_dtype}")
+
+
+def _run_crop(images: Tensor, boxes: Tensor, heights: list[int], widths: list[int], mean: list[float],
+              std: list[float], antialias: bool, out_dtype: torch.dtype) -> list[Tensor]:
+    """The crop on checked arguments (``boxes`` from _check_boxes): refuses an output too large,
+    then runs the kernel (or the reference where no CUDA kernel was built)."""
+    _check_output_bytes(heights, widths, _channels(images), out_dtype)
     if images.is_cuda and not _C.has_cuda:
         return _reference_grouped(images, boxes, heights, widths, mean, std, antialias, out_dtype)
     return _launch_kernel(images, boxes, heights, widths, mean, std, antialias, out_dtype)
@@ -298,13 +322,25 @@ def crop_resize(images: Tensor, boxes: Tensor, out_sizes, *, mean=None, std=None
         raise TypeError(f"antialias must be a bool, got {type(antialias).__name__}")
     if not isinstance(out_dtype, torch.dtype):
         raise TypeError(f"out_dtype must be a torch.dtype, got {type(out_dtype).__name__}")
+    _check_out_dtype(out_dtype)
     heights, widths = _normalise_sizes(out_sizes, boxes.shape[0])
     channels = _channels(images)
     mean_list = _normalise_stats(mean, channels, "mean", 0.0)
     std_list = _normalise_stats(std, channels, "std", 1.0)
-    patches = torch.ops.msgf.crop_resize(images, boxes, heights, widths, mean_list, std_list, antialias, out_dtype)
+    if _eager(images, boxes):
+        # Everything but the boxes and the output size is checked above: the dispatcher and the
+        # op's second round of checks cost more than the crop itself on small problems.
+        patches = _run_crop(images, _check_boxes(images, boxes), heights, widths, mean_list, std_list, antialias,
+                            out_dtype)
+    else:  # torch.compile, torch.export and fake tensors see the registered op
+        patches = torch.ops.msgf.crop_resize(images, boxes, heights, widths, mean_list, std_list, antialias, out_dtype)
     index = [torch.tensor(rows, dtype=torch.int64) for _, rows in size_groups(heights, widths)]
     return CropResult(list(patches), index)
+
+
+def _eager(images: Tensor, boxes: Tensor) -> bool:
+    """Plain tensors outside torch.compile / torch.export tracing: the op can run directly."""
+    return type(images) is Tensor and type(boxes) is Tensor and not torch.compiler.is_compiling()
 
 
 def glance(images: Tensor, size, mean=None, std=None, out_dtype: torch.dtype = torch.float32) -> Tensor:
