@@ -33,6 +33,9 @@ def save_checkpoint(model, path: str | os.PathLike, **extra) -> None:
 
     if not isinstance(model, GFNet):
         raise TypeError(f"model must be a GFNet, got {type(model).__name__}")
+    if model.inference_only:
+        raise ValueError("model is an inference copy (BatchNorm folded into the convolutions, "
+                         "msgf.models.inference); save the model it was made from")
     for key, value in extra.items():
         _check_plain(value, f"extra[{key!r}]")
     payload = {

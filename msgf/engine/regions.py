@@ -17,7 +17,7 @@ reader gives bit-identical predictions to the decoded array (tests/infer checks 
 """
 from __future__ import annotations
 
-from dataclasses import replace
+import warnings
 
 import numpy as np
 import torch
@@ -25,7 +25,7 @@ from torch import Tensor
 
 from msgf import ops
 from msgf.data.regions import as_rgb, check_readers, reader_name  # noqa: F401 (part of this module's API)
-from msgf.models.state import GFState, cat_states
+from msgf.models.state import GFState
 
 
 def patch_box(loc: Tensor, side: int, image_hw: tuple[int, int]) -> tuple[int, int, int, int]:
@@ -51,21 +51,15 @@ class RegionSource:
             name = reader_name(self.readers[[min(hw) for hw in self.image_hw].index(smallest)])
             raise ValueError(f"readers: {name} is {smallest} px on its short side, smaller than the "
                              f"model's largest patch ({max(cfg.patch_sizes)} px)")
-        inputs = [self._glance_pixels(reader, cfg.glance_size) for reader in self.readers]
-        # model.glance takes equal-sized images: one call per input shape (one for all TIFFs,
-        # whose inputs are already glance-sized), then the states back in reader order.
-        groups: dict[tuple, list[int]] = {}
-        for row, pixels in enumerate(inputs):
-            groups.setdefault(pixels.shape, []).append(row)
         device = _device(model)
-        states = []
-        for rows in groups.values():
-            batch = torch.from_numpy(np.stack([inputs[r] for r in rows])).to(device)
-            # the full (H, W), not the glance-sized read's: pi's spatial head places patches by it
-            state = model.glance(batch, torch.tensor([self.image_hw[r] for r in rows], dtype=torch.float32))
-            states.append(replace(state, index=torch.tensor(rows, dtype=torch.int64, device=device)))
-        state = cat_states(states) if len(states) > 1 else states[0]
-        return state.select(torch.argsort(state.index))
+        with warnings.catch_warnings():  # decoded pixels may be read-only; the crop only reads them
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            inputs = [torch.from_numpy(self._glance_pixels(reader, cfg.glance_size)).to(device)
+                      for reader in self.readers]
+        # Each image is resized alone (they may differ in size, and a stacked copy of the batch
+        # would double its memory); the full (H, W), not the glance-sized read's, goes with it:
+        # pi's spatial head places patches by it.
+        return model.glance(inputs, torch.tensor(self.image_hw, dtype=torch.float32))
 
     def focus(self, model, state: GFState, proposal, sides: Tensor) -> GFState:
         locs, side_list = proposal.mean.detach().cpu(), sides.tolist()

@@ -17,6 +17,7 @@ from msgf.engine.regions import RegionSource, patch_box
 from msgf.infer.memory import release_memory
 from msgf.infer.results import ImagePrediction, Step
 from msgf.infer.streaming import RegionStreaming
+from msgf.models.inference import inference_copy
 
 
 class Predictor(RegionStreaming):
@@ -44,6 +45,8 @@ class Predictor(RegionStreaming):
         else:
             raise TypeError(f"ckpt: expected a checkpoint path or a GFNet, got {type(ckpt).__name__}")
         self.thresholds = choose_thresholds(self.model, budget=budget, thresholds=thresholds)
+        # BatchNorm folded into the convolutions (a copy: a model passed in stays as it was)
+        self.model = inference_copy(self.model)
         cfg = self.model.config
         self.class_names = list(cfg.class_names) or [str(k) for k in range(cfg.num_classes)]
         self._lock = threading.Lock()
@@ -59,6 +62,9 @@ class Predictor(RegionStreaming):
         gives each image's results alone (up to last-bit rounding of batched matrix products)."""
         from msgf.data.regions import ArrayImage
 
+        batch = _rgb_batch(images)
+        if batch is not None:  # already one uint8 RGB batch: no copy into a new one
+            return self._run(ImageBatch(batch.to(self._device())), [tuple(batch.shape[1:3])] * len(batch))
         arrays = _as_arrays(images)
         image_hw = [a.shape[:2] for a in arrays]
         if len({a.shape for a in arrays}) == 1 and arrays[0].shape[2] == 3:
@@ -106,6 +112,16 @@ def _check_threshold_args(budget, thresholds) -> None:
         raise TypeError(f"thresholds: expected msgf.engine.Thresholds or a JSON path, got {type(thresholds).__name__}")
     if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (str, int, float))):
         raise TypeError(f"budget: expected MACs as a number or a string like '1.5G', got {type(budget).__name__}")
+
+
+def _rgb_batch(images) -> torch.Tensor | None:
+    """`images` as a contiguous tensor when it is a non-empty uint8 (N, H, W, 3) array or tensor."""
+    if isinstance(images, np.ndarray):
+        images = torch.from_numpy(images) if images.dtype == np.uint8 and images.flags.writeable else None
+    if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.dim() != 4 or \
+            images.shape[-1] != 3 or 0 in images.shape:
+        return None
+    return images.detach().contiguous()
 
 
 def _as_arrays(images) -> list[np.ndarray]:

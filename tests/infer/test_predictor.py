@@ -25,7 +25,7 @@ def test_region_reader_gives_the_in_memory_results_exactly(model, thresholds, ph
     routes = set()
     for path in photo_files.values():
         pixels = decode_image(path)
-        out, boxes = in_memory(model, pixels, thresholds)
+        out, boxes = in_memory(predictor.model, pixels, thresholds)  # the predictor's (inference) copy
         (result,) = predictor.predict_regions([open_image(path)])
         assert result.pred == int(out.pred[0]) and result.exit_step == int(out.exit_step[0])
         assert result.confidence == float(out.conf[0])  # bit-identical, not merely close
@@ -40,12 +40,33 @@ def test_region_reader_gives_the_in_memory_results_exactly(model, thresholds, ph
 
 def test_a_batch_of_equal_sizes_matches_the_batched_engine(model, thresholds, photos):
     batch = np.stack([photos["astronaut"], photos["camera"][:, :, None].repeat(3, 2)])
-    out = predict(model, torch.from_numpy(batch), thresholds)
     predictor = msgf.Predictor(model, thresholds=thresholds)
+    out = predict(predictor.model, torch.from_numpy(batch), thresholds)
     for results in (predictor.predict(batch), predictor.predict_regions([ArrayImage(a) for a in batch])):
         assert [r.pred for r in results] == out.pred.tolist()
         assert [r.confidence for r in results] == out.conf.tolist()
         assert [r.exit_step for r in results] == out.exit_step.tolist()
+
+
+def test_the_inference_copy_decides_as_the_model_it_was_made_from(model, thresholds, photo_files):
+    """The Predictor runs a copy with BatchNorm folded and channels-last weights
+    (msgf.models.inference): the same classes, exit steps, sizes and boxes as the engine on the
+    model as trained, and confidences equal up to float rounding."""
+    predictor = msgf.Predictor(model, thresholds=thresholds)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in predictor.model.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())  # the caller's model is untouched
+    routes = set()
+    for path in photo_files.values():
+        pixels = decode_image(path)
+        out, boxes = in_memory(model, pixels, thresholds)
+        (result,) = predictor.predict(pixels[None])
+        assert (result.pred, result.exit_step, result.macs) == (int(out.pred[0]), int(out.exit_step[0]),
+                                                                 int(out.macs[0]))
+        assert [list(p.box) for p in result.patches] == boxes
+        assert [s.confidence for s in result.steps] == pytest.approx(out.step_conf[0, :result.exit_step].tolist(),
+                                                                     abs=1e-5)
+        routes.add(tuple(out.sizes[0].tolist()))
+    assert len(routes) >= 3, routes
 
 
 def test_mixed_sizes_in_one_call_match_each_image_alone(model, thresholds, photos):
@@ -64,8 +85,9 @@ def test_mixed_sizes_in_one_call_match_each_image_alone(model, thresholds, photo
 
 def test_tiff_region_reads_match_the_step_api_on_the_whole_image(model, small_tiff, forced, step_oracle):
     path, _ = small_tiff
-    (result,) = msgf.Predictor(model, thresholds=forced).predict_regions([open_image(path)])
-    steps, boxes = step_oracle(model, path, [32, 48])
+    predictor = msgf.Predictor(model, thresholds=forced)
+    (result,) = predictor.predict_regions([open_image(path)])
+    steps, boxes = step_oracle(predictor.model, path, [32, 48])
     assert [(s.pred, s.confidence) for s in result.steps] == steps
     assert [list(p.box) for p in result.patches] == boxes
     assert [p.size for p in result.patches] == [32, 48] and result.image_hw == (600, 800)
