@@ -169,10 +169,13 @@ def _export_graphs(model, out: Path) -> dict:
             patches = torch.zeros((2, 3, side, side))
             graphs["focus_encoder"][str(side)] = _trace(out, f"focus_encoder_{side}.onnx", local, (patches,),
                                                         ["patches"], ["features", "feature_map"], ({0: batch},))
+        # f_C reads f_G's feature at step 1 and f_L's after it: they differ in width where f_G
+        # ends at pi's map (glance_to_map)
+        patch_features, _ = local(patches)
         memory = None
         for step in range(1, cfg.T + 1):
             module = _Classify(model.classifier, step)
-            args = (features,) if memory is None else (features, memory)
+            args = (features,) if memory is None else (patch_features, memory)
             names = ["features"] if memory is None else ["features", "memory"]
             graphs["classify"].append(_trace(out, f"classify_{step}.onnx", module, args, names,
                                              ["logits", "confidence", "next_memory"], ({0: batch},) * len(args)))

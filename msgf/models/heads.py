@@ -77,7 +77,8 @@ class MaxPoolClassifier(nn.Module):
     def forward(self, features: Tensor, memory: Tensor, step: int) -> tuple[Tensor, Tensor]:
         glance = self.glance_dim
         if step == 1:
-            memory = torch.cat([features, features.new_zeros((len(features), self.feature_dim))], dim=1)
+            # shape[0], not len(): torch.export would fix the batch size at the example's
+            memory = torch.cat([features, features.new_zeros((features.shape[0], self.feature_dim))], dim=1)
             return self.glance_head(features), memory
         pooled = features if step == 2 else torch.maximum(memory[:, glance:], features)
         memory = torch.cat([memory[:, :glance], pooled], dim=1)

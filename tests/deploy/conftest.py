@@ -51,9 +51,11 @@ def _build(kind: str):
     import msgf
 
     torch.manual_seed(0)
-    if kind == "lite":
-        return msgf.build_model("efficientnet_lite0", 4, 64, (32, 48), 3, pretrained=True, policy_head="spatial",
-                                class_names=CLASSES).eval()
+    if kind == "lite":  # the cpu-demo preset's form: f_G ends at pi's stride-16 map, f_C "max"
+        return msgf.build_model("efficientnet_lite0", 4, 64, (32, 48), 3, classifier="max", pretrained=True,
+                                policy_head="spatial", policy_kernel=3, policy_selection="argmax",
+                                policy_inhibition=100.0, policy_inhibition_radius=1, map_stride=16,
+                                glance_to_map=True, class_names=CLASSES).eval()
     return msgf.build_model("resnet18", 4, 32, (32, 48), 3, classifier="gru", classifier_hidden=64,
                             policy_hidden=64, class_names=CLASSES).eval()
 

@@ -131,7 +131,7 @@ def test_the_step_graphs_are_the_model_modules(exported):
         for step in range(2, cfg.T + 1):  # later steps with a memory of the right width
             memory = torch.randn((4, (step - 1) * model.global_encoder.feature_dim if cfg.classifier == "fc"
                                   else state.classifier_memory.shape[1]), generator=gen)
-            feats = torch.randn((4, model.global_encoder.feature_dim), generator=gen)
+            feats = torch.randn((4, model.local_encoder.feature_dim), generator=gen)  # f_L's, after the glance
             expected_logits, expected_memory = model.classifier(feats, memory, step)
             logits, conf, memory_out = session(directory, f"classify_{step}.onnx").run(
                 None, {"features": feats.numpy(), "memory": memory.numpy()})
