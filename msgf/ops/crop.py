@@ -339,8 +339,10 @@ def crop_resize(images: Tensor, boxes: Tensor, out_sizes, *, mean=None, std=None
 
 
 def _eager(images: Tensor, boxes: Tensor) -> bool:
-    """Plain tensors outside torch.compile / torch.export tracing: the op can run directly."""
-    return type(images) is Tensor and type(boxes) is Tensor and not torch.compiler.is_compiling()
+    """Plain tensors outside torch.compile, torch.export and torch.jit tracing: the op can run
+    directly (a tracer must see the registered op, not the kernel writing into fresh buffers)."""
+    return (type(images) is Tensor and type(boxes) is Tensor and not torch.compiler.is_compiling()
+            and not torch.jit.is_tracing())
 
 
 def glance(images: Tensor, size, mean=None, std=None, out_dtype: torch.dtype = torch.float32) -> Tensor:
