@@ -189,3 +189,17 @@ def test_a_predictor_on_the_device_reads_regions_as_the_host_does(ckpt, photo_fi
         assert (got.pred, got.exit_step, got.macs) == (want.pred, want.exit_step, want.macs)
         assert [p.box for p in got.patches] == [p.box for p in want.patches]
         assert got.confidence == pytest.approx(want.confidence, rel=1e-4, abs=1e-5)
+
+
+def test_memory_goes_back_after_large_calls_only(model, thresholds, monkeypatch):
+    """Giving freed memory back costs ~2 ms a call: a one-scene call keeps it for the next."""
+    import msgf.infer.predictor as predictor_module
+
+    calls = []
+    monkeypatch.setattr(predictor_module, "_release_memory", lambda: calls.append(1))
+    predictor = msgf.Predictor(model, thresholds=thresholds)
+    predictor.predict(np.zeros((2, 64, 80, 3), dtype=np.uint8))
+    assert calls == []
+    side = int((predictor_module.RELEASE_AFTER_BYTES / 6) ** 0.5) + 1  # two images just over the line
+    predictor.predict(np.zeros((2, side, side, 3), dtype=np.uint8))
+    assert calls == [1]
