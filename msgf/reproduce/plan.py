@@ -164,7 +164,8 @@ def _cpu(seed: int) -> Plan:
     # scene and max-pooled read 62% with no fine-tuning at all. The head is fine-tuned on f_L's
     # frozen maps, computed once per scene (about 2 s at 960x1280 on 2 cores): 300 training
     # scenes keep that under 40 minutes.
-    return Plan("cpu", "cpu-demo", {"seed": seed},
+    # test_stages "all": the report compares stage II's test numbers across rewards
+    return Plan("cpu", "cpu-demo", {"seed": seed, "test_stages": "all"},
                 static=tuple(StaticRun(size, 40, kind="pooled", train_samples=300)
                              for size in ((240, 320), (480, 640), (960, 1280))),
                 default_report_dir=Path("docs/results"), equal_presentation=True,

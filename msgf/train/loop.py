@@ -138,7 +138,7 @@ class Trainer:
         self._keep_glance_outputs(True)  # fixed from here to the next stage
         # a stage without epochs leaves the model as the last one's; without a test set there
         # are no test numbers (the log said so when the run started)
-        if stage.episodic and stage.epochs > 0 and self.splits.has_test:
+        if stage.episodic and stage.epochs > 0 and self.splits.has_test and self._tests(stage):
             test = stage.test()
             pos.results[stage.name] = test
             self.log.metrics(stage.name, stage.epochs, "test", test)
@@ -150,6 +150,13 @@ class Trainer:
                                       "splits": self.splits.record()})
         self.position = Position(stage_pos=pos.stage_pos + 1, history=pos.history, results=pos.results)
         self._save_state()
+
+    def _tests(self, stage: Stage) -> bool:
+        """Whether `stage`'s model is measured on the test set (TrainConfig.test_stages)."""
+        if self.cfg.test_stages == "all":
+            return True
+        later = self.stages[self.stages.index(stage.number) + 1:]
+        return not any(getattr(self.cfg, f"stage{number}").epochs > 0 for number in later)
 
     def _run_epoch(self, stage: Stage, net: nn.Module, trainable) -> None:
         """Train one epoch, validate it, keep it if it is the stage's best, log it, checkpoint."""

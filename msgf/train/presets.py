@@ -201,6 +201,9 @@ class TrainConfig:
     # Stages I-III also validate the weights they start from, and keep them when no epoch
     # beats them (the paper picks the best of the stage's own epochs only)
     keep_incoming_weights: bool = False
+    # Which stages are measured on the test set: "all" (each trained stage's best weights) or
+    # "last" (only the model the run ends with: one pass over the test split instead of one per stage)
+    test_stages: str = "all"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "patch_sizes", tuple(sorted(int(s) for s in self.patch_sizes)))
@@ -208,6 +211,8 @@ class TrainConfig:
             raise ValueError("T must be at least 2 (a glance and one focus step)")
         if self.pretrained is not None and self.weights is not None:
             raise ValueError("give pretrained or weights (a local state dict), not both")
+        if self.test_stages not in ("all", "last"):
+            raise ValueError(f"test_stages must be 'all' or 'last', got {self.test_stages!r}")
         if self.stage2.reward not in ("contrastive", "increments"):
             raise ValueError(f"reward must be 'contrastive' or 'increments', got {self.stage2.reward!r}")
         if self.stage0.crop_sizes not in ("all", "smallest") or self.stage0.crops_per_image < 1:
@@ -320,6 +325,7 @@ def _cpu_demo() -> TrainConfig:
         stage3=Stage3Config(epochs=1, lr_classifier=0.01, lr_encoders=0.001, weight_decay=4e-5,
                             freeze_glance_encoder=True, classify_unseen=False),
         keep_incoming_weights=True,
+        test_stages="last",  # the test pass after stage I cost a minute and informs nothing
     )
 
 

@@ -351,3 +351,23 @@ def test_every_stage_trains_on_the_device_and_its_checkpoint_loads_on_the_host(t
     model = load_checkpoint(tmp_path / "model.ckpt", map_location="cpu")
     assert all(not p.is_cuda and torch.isfinite(p).all() for p in model.parameters())
     assert (tmp_path / "val_trajectories.npz").exists() and (tmp_path / "test_trajectories.npz").exists()
+
+
+def test_test_stages_last_measures_only_the_model_the_run_ends_with(full_run, tmp_path, capsys):
+    import json
+
+    from msgf.train.loop import RunOptions, train
+    from msgf.train.presets import preset
+
+    config = preset("smoke", glance_size=32, patch_sizes=(32, 48), T=3, test_stages="last",
+                    export_trajectories=False, **{"data.image_size": (64, 96), "data.train_samples": 32,
+                                                  "data.val_samples": 16, "data.test_samples": 16,
+                                                  "data.batch_size": 16, "stage1.epochs": 1, "stage2.epochs": 0,
+                                                  "stage3.epochs": 1})
+    train(config, RunOptions(out=tmp_path, stages=(1, 2, 3), init=full_run[0] / "stage0.ckpt", progress=False))
+    output = capsys.readouterr().out
+    assert "stage3 (best epoch) on the test set" in output and "stage1 (best epoch) on the test set" not in output
+    results = json.loads((tmp_path / "summary.json").read_text())["results"]
+    assert sorted(k for k in results if k.startswith("stage")) == ["stage3"]
+    with pytest.raises(ValueError, match="test_stages"):
+        preset("smoke", test_stages="first")
