@@ -19,7 +19,6 @@ from msgf.infer.results import ImagePrediction, Step
 from msgf.infer.streaming import RegionStreaming
 from msgf.models.inference import inference_copy
 
-
 # Calls whose images hold at least this many decoded bytes give their freed memory back when
 # they return. Giving it back (malloc_trim walks the heap) costs about 2 ms, a twentieth of a
 # one-scene call on 2 cores, and smaller calls leave the next one only a few MB to reuse.
