@@ -339,10 +339,11 @@ def crop_resize(images: Tensor, boxes: Tensor, out_sizes, *, mean=None, std=None
 
 
 def _eager(images: Tensor, boxes: Tensor) -> bool:
-    """Plain tensors outside torch.compile, torch.export and torch.jit tracing: the op can run
-    directly (a tracer must see the registered op, not the kernel writing into fresh buffers)."""
+    """Plain tensors outside torch.compile, torch.export and torch.jit tracing, with no gradient
+    asked of the images: the op can run directly (a tracer must see the registered op, not the
+    kernel writing into fresh buffers, and the op says that it has no backward)."""
     return (type(images) is Tensor and type(boxes) is Tensor and not torch.compiler.is_compiling()
-            and not torch.jit.is_tracing())
+            and not torch.jit.is_tracing() and not (images.requires_grad and torch.is_grad_enabled()))
 
 
 def glance(images: Tensor, size, mean=None, std=None, out_dtype: torch.dtype = torch.float32) -> Tensor:

@@ -45,3 +45,15 @@ def test_compile_fullgraph_with_focus_boxes():
 
     compiled = torch.compile(focus, fullgraph=True, backend="aot_eager")
     assert torch.equal(compiled(images, locs), focus(images, locs))
+
+
+def test_images_that_want_a_gradient_are_told_there_is_none():
+    """Eager calls skip the dispatcher, except where autograd needs the op: its backward says
+    that no formula exists, instead of a silently missing gradient."""
+    images = torch.rand((1, 3, 20, 20), requires_grad=True)
+    boxes = torch.tensor([[0, 1.0, 1.0, 10.0, 10.0]])
+    (patches,) = crop_resize(images, boxes, 4).patches
+    with pytest.raises(RuntimeError, match="no autograd formula"):
+        patches.sum().backward()
+    with torch.no_grad():
+        assert not crop_resize(images, boxes, 4).patches[0].requires_grad
