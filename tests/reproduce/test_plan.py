@@ -16,7 +16,10 @@ def _without(config, *keys):
                                                 ("cpu-scratch", "cpu-demo-scratch")])
 def test_runs_derive_from_the_training_preset(name, train_preset):
     plan = plans.plan(name, seed=3)
-    base = presets.preset(train_preset, seed=3)
+    # the preset as it is, but for the seed and, where the report reads every stage's test
+    # numbers, test_stages
+    assert plan.overrides["seed"] == 3 and set(plan.overrides) <= {"seed", "test_stages"}
+    base = presets.preset(train_preset, **plan.overrides)
     assert plan.base_config() == base
     runs = {r.name: r for r in plan.gfnet_runs()}
     equal = ["ms-equal-presentation"] if plan.equal_presentation else []
