@@ -98,9 +98,9 @@ class GFNet(nn.Module):
                 raise TypeError("images must be a batch tensor or a non-empty list of uint8 (H, W, C) tensors")
             x = torch.cat([ops.glance(image[None], **resize) for image in images])
             sizes = torch.tensor([image.shape[:2] for image in images], dtype=torch.float32)
-            return self._glance_step(x, sizes if image_hw is None else image_hw)
-        x = ops.glance(images, **resize)
-        return self._glance_step(x, _image_hw(images) if image_hw is None else image_hw)
+        else:
+            x, sizes = ops.glance(images, **resize), _image_hw(images)
+        return self._glance_step(x, sizes if image_hw is None else image_hw)
 
     def propose(self, state: GFState, sizes) -> Proposal:
         """pi's next-location distribution for each sample of `state`, given its next patch size.

@@ -19,6 +19,7 @@ batch, and keeps the original (with a warning) where the fold changed its output
 from __future__ import annotations
 
 import copy
+import functools
 import warnings
 
 import torch
@@ -75,6 +76,7 @@ def _foldable(conv: nn.Module, norm: nn.Module) -> bool:
             and norm.track_running_stats and norm.affine and conv.out_channels == norm.num_features)
 
 
+@functools.cache
 def _same_padding_convs() -> tuple[type, ...]:
     # timm's Conv2dSame pads in forward() and then runs nn.Conv2d's convolution: its weights
     # fold like a plain convolution's, and fuse_conv_bn_eval keeps the class (deep copy).
