@@ -88,7 +88,7 @@ def run(args) -> int:
         args.batch = ONNX_BATCH if args.runtime == "onnx" else TORCH_BATCH
     if args.runtime == "onnx":
         # No torch here: onnxruntime runs the export, and torch's import alone costs ~700 MB of RSS.
-        from msgf.infer.memory import map_large_buffers
+        from msgf.memory import map_large_buffers
 
         map_large_buffers()
         if args.device != "cpu":

@@ -20,9 +20,9 @@ from msgf.data.regions import as_arrays, as_rgb, check_readers, reader_name
 from msgf.deploy.manifest import ManifestError, eta_of, read_manifest
 from msgf.deploy.resize import glance_inputs
 from msgf.deploy.rules import EXIT, focus_box, next_size_index
-from msgf.infer.memory import release_memory
 from msgf.infer.results import ImagePrediction, Step
 from msgf.infer.streaming import RegionStreaming
+from msgf.memory import release_memory
 from msgf.threshold_sets import choose, read_threshold_sets, threshold_sets
 
 GLANCE_CHUNK = 2  # glances per run of f_G's graph

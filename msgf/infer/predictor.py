@@ -14,9 +14,9 @@ import torch
 from msgf.data.regions import as_arrays
 from msgf.engine import ImageBatch, Predictions, Thresholds, choose_thresholds, predict_from
 from msgf.engine.regions import RegionSource, patch_box
-from msgf.infer.memory import release_memory
 from msgf.infer.results import ImagePrediction, Step
 from msgf.infer.streaming import RegionStreaming
+from msgf.memory import release_memory
 from msgf.models.inference import inference_copy
 
 # Calls whose images hold at least this many decoded bytes give their freed memory back when

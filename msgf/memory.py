@@ -1,4 +1,5 @@
-"""Giving freed memory back to the system, for both predictors (no torch here)."""
+"""Giving freed memory back to the system: for the predictors, and for training between its phases
+(no torch here)."""
 from __future__ import annotations
 
 import ctypes
