@@ -56,19 +56,32 @@ def inference_copy(model):
     if model.training:
         raise ValueError("model is in training mode; call model.eval() first")
     cfg = model.config
-    fast = copy.deepcopy(model)
+    fast = copy.deepcopy(model)  # the encoders' memos stay behind (Backbone.__getstate__)
     for name, sizes in (("global_encoder", [cfg.glance_size]), ("local_encoder", list(cfg.patch_sizes))):
-        original, folded = getattr(model, name), getattr(fast, name)
-        folded.memo = None
-        error = _relative_change(original, folded, sizes) if fold_batchnorm(folded) else 0.0
-        if not error <= PROBE_TOLERANCE:
-            warnings.warn(f"{name}: folding BatchNorm changed its output by {error:.2e} (relative), so this "
-                          f"encoder does not run its layers in registration order; it runs unfolded", stacklevel=2)
-            setattr(fast, name, copy.deepcopy(original))
-        if next(original.parameters()).device.type == "cpu":
-            getattr(fast, name).to(memory_format=torch.channels_last)
+        setattr(fast, name, _checked_fold(getattr(model, name), getattr(fast, name), sizes, name))
     fast.inference_only = True
     return fast
+
+
+def inference_encoder(encoder: nn.Module, sizes: list[int], name: str = "encoder") -> nn.Module:
+    """`inference_copy` for one encoder in eval mode (a frozen f_G encoding many glances): a copy
+    with BatchNorm folded, checked on probes of these input sizes, channels-last on the CPU."""
+    if encoder.training:
+        raise ValueError(f"{name} is in training mode; call eval() first")
+    return _checked_fold(encoder, copy.deepcopy(encoder), sizes, name)
+
+
+def _checked_fold(original: nn.Module, copied: nn.Module, sizes: list[int], name: str) -> nn.Module:
+    """`copied` (a copy of `original`) with BatchNorm folded, or `original`'s copy unfolded where the
+    fold changed the outputs on probes; channels-last on the CPU."""
+    error = _relative_change(original, copied, sizes) if fold_batchnorm(copied) else 0.0
+    if not error <= PROBE_TOLERANCE:
+        warnings.warn(f"{name}: folding BatchNorm changed its output by {error:.2e} (relative), so this "
+                      f"encoder does not run its layers in registration order; it runs unfolded", stacklevel=3)
+        copied = copy.deepcopy(original)
+    if next(original.parameters()).device.type == "cpu":
+        copied.to(memory_format=torch.channels_last)
+    return copied
 
 
 def _foldable(conv: nn.Module, norm: nn.Module) -> bool:

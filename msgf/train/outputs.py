@@ -7,6 +7,7 @@ import json
 
 from msgf.checkpoint import save_checkpoint
 from msgf.jsonable import jsonable
+from msgf.memory import release_memory
 from msgf.train import distributed
 from msgf.train.evaluation import evaluation_batches, format_steps
 from msgf.train.stages import STAGES
@@ -34,7 +35,13 @@ def write_outputs(run) -> dict:
         # trajectories need a trained classifier and policy: not after the encoders' stage alone
         if run.cfg.export_trajectories and run.stages and STAGES[run.stages[-1]].episodic:
             from msgf.engine import export_trajectories
+            from msgf.models.inference import inference_copy
 
+            # the thresholds are searched on what msgf infer and the Predictor run (BatchNorm
+            # folded; equal up to float rounding), which also runs a whole tree of focus steps
+            # faster; f_G's outputs for these scenes are still in the run's memo
+            deployed = inference_copy(m)
+            deployed.global_encoder.memo = m.global_encoder.memo
             for which in ("val", "test"):
                 path = run.out / f"{which}_trajectories.npz"
                 if which == "test" and not run.splits.has_test:
@@ -42,7 +49,9 @@ def write_outputs(run) -> dict:
                         path.unlink()
                         run.log.print(f"removed {path}: an earlier run's test trajectories; this run has no test set")
                     continue
-                export_trajectories(m, evaluation_batches(run, which, sharded=False), path, progress=run.opt.progress)
+                release_memory()
+                export_trajectories(deployed, evaluation_batches(run, which, sharded=False), path,
+                                    progress=run.opt.progress)
         (run.out / "summary.json").write_text(json.dumps(jsonable(summary), indent=2) + "\n")
         run.log.print(f"wrote {run.out / 'model.ckpt'}")
     distributed.barrier(run.world)

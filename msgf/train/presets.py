@@ -304,6 +304,11 @@ def _cpu_demo() -> TrainConfig:
     #   64 / 96 px on the test scenes;
     # - cost: pi's GRU is 16 wide (its memory only matters after PPO, which stays off here: it
     #   never beat the seeded pi in a cpu-demo run);
+    # - stages: stage I (random patches, half of them on the sign or a decoy) and then stage
+    #   III (pi's patches) each train f_L and f_C for one epoch. Stage I's epoch is kept even
+    #   though its random-location validation cannot tell it from stage 0's weights (the loop
+    #   validates only weights trained on episodes as "incoming"): discarding it cost 3-5
+    #   points on the test scenes;
     # - memory: the training scenes are rendered again each epoch rather than held (3.7 MB
     #   each at full resolution), f_G's outputs come from memory (msgf.models.memo), and
     #   evaluation batches hold 32 scenes.

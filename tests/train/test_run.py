@@ -184,6 +184,26 @@ def test_keep_incoming_weights_keeps_them_unless_an_epoch_scores_higher(full_run
     assert unchanged == (after <= before), (before, after)
 
 
+def test_only_weights_trained_on_episodes_are_kept_as_incoming(tmp_path, capsys):
+    # Stage I right after stage 0 starts with f_C's glance head untrained: nothing to keep, so
+    # no validation pass for it, and its epoch is kept. Stage III after stage I has something.
+    from msgf.train.loop import RunOptions, train
+    from msgf.train.presets import preset
+
+    config = preset("smoke", glance_size=32, patch_sizes=(32, 48), T=3, keep_incoming_weights=True,
+                    export_trajectories=False, **{"data.image_size": (64, 96), "data.train_samples": 32,
+                                                  "data.val_samples": 16, "data.test_samples": 16,
+                                                  "data.batch_size": 16, "stage0.epochs": 1, "stage1.epochs": 1,
+                                                  "stage2.epochs": 0, "stage3.epochs": 1})
+    train(config, RunOptions(out=tmp_path, stages=(0, 1, 3), progress=False))
+    output = capsys.readouterr().out
+    assert "stage1: the incoming weights" not in output
+    assert "stage3: the incoming weights score" in output
+    stage0, stage1 = _weights(tmp_path / "stage0.ckpt"), _weights(tmp_path / "stage1.ckpt")
+    trained = [k for k in stage0 if k.startswith("classifier.") and not torch.equal(stage0[k], stage1[k])]
+    assert trained, "stage I's epoch was not kept"
+
+
 def test_stage3_without_classify_unseen_counts_f_C_only_once_pi_has_seen_the_object(full_run, tmp_path):
     # One patch size and pi's locations: the episode is fixed, so the step's loss can be restated
     # here: f_C's cross-entropy at the glance always, at a focus step only for samples whose

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from msgf import ops
 from msgf.models.heads import CascadeClassifier, MaxPoolClassifier
+from msgf.models.inference import inference_encoder
 from msgf.train import distributed
 from msgf.train.data import generator, loader
 from msgf.train.evaluation import evaluation_batches
@@ -177,15 +178,21 @@ class EncoderTraining(Stage):
         region = 2 * max(cfg.patch_sizes) if s0.local_samples > 0 else 0
         encode = None
         if self.locator_on_scene_set:
+            frozen: list[nn.Module] = []
+
             @torch.no_grad()
             def encode(glances):
-                encoder, training = m.global_encoder, m.global_encoder.training
-                encoder.eval()  # frozen: its BatchNorm statistics stay the pretrained ones
-                try:
-                    with run.autocast():
-                        return encoder.feature_map(glances.to(run.device)).float().cpu()
-                finally:
+                # f_G stays fixed while its maps are computed (its BatchNorm statistics the
+                # pretrained ones), so its inference form computes them: equal up to float
+                # rounding, and 3x faster on the CPU (Lite0 at 256 px, 8 glances a batch, 2
+                # threads: 30 -> 10 ms per glance; cpu-demo encodes 4000)
+                if not frozen:
+                    encoder, training = m.global_encoder, m.global_encoder.training
+                    encoder.eval()
+                    frozen.append(inference_encoder(encoder, [cfg.glance_size], "global_encoder"))
                     encoder.train(training)
+                with run.autocast():
+                    return frozen[0].feature_map(glances.to(run.device)).float().cpu()
         return run.splits.glances(cfg.glance_size, count, m.config.mean, m.config.std, region, encode)
 
     def _endless(self, count: int, epoch: int, purpose: str, setting: str):
