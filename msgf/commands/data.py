@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from msgf.commands._args import non_negative_int, positive_int
+
 
 def _synth(args: argparse.Namespace) -> int:
     from msgf.data.synth_export import parse_size, write_synthsigns
@@ -21,9 +23,9 @@ def register(subparsers) -> None:
     synth = commands.add_parser("synth", help="write procedural speed-limit scenes as JPEG + manifest")
     synth.add_argument("--out", required=True, help="output folder (DIR/<split>/*.jpg, DIR/<split>.csv)")
     synth.add_argument("--split", nargs="+", default=["train", "val", "test"], choices=["train", "val", "test"])
-    synth.add_argument("--num", type=int, required=True, help="scenes per split")
+    synth.add_argument("--num", type=positive_int, required=True, help="scenes per split")
     synth.add_argument("--size", default="960x1280", help="HEIGHTxWIDTH (default 960x1280)")
     synth.add_argument("--seed", type=int, default=0)
-    synth.add_argument("--workers", type=int, default=1)
+    synth.add_argument("--workers", type=non_negative_int, default=1)
     synth.add_argument("--no-progress", action="store_true")
     synth.set_defaults(func=_synth)

@@ -31,3 +31,11 @@ def test_make_synthsigns_script_is_the_same_command(tmp_path, run_script):
 def test_bad_size_names_the_argument(tmp_path):
     with pytest.raises(ValueError, match="size"):
         main(["data", "synth", "--out", str(tmp_path), "--num", "1", "--size", "big"])
+
+
+def test_no_scenes_is_refused_by_name(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["data", "synth", "--out", str(tmp_path), "--num", "0"])
+    assert exit_info.value.code == 2
+    assert "--num: expected a positive integer, got '0'" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
