@@ -93,18 +93,18 @@ def trajectories_from_files(args) -> tuple[Trajectories, Trajectories | None]:
     return validation, test
 
 
-def trajectories_from_checkpoint(args) -> tuple[Trajectories, Trajectories | None]:
-    """(validation, test or None) exported from --ckpt on --data / --test-data, cached; without
-    --data, on the validation and test sets the checkpoint was trained with."""
+def trajectories_from_checkpoint(args) -> tuple[Path, Path | None]:
+    """(validation, test or None) trajectory files exported from --ckpt on --data / --test-data,
+    cached; without --data, on the validation and test sets the checkpoint was trained with."""
     from msgf.commands._checkpoint_data import recorded_splits
 
-    validation = Trajectories.load(_export_cached(args, args.data, args.split, "val"))
+    validation = _export_cached(args, args.data, args.split, "val")
     test = None
     if args.test_data is not None:
-        test = Trajectories.load(_export_cached(args, args.test_data, args.test_split, "test"))
+        test = _export_cached(args, args.test_data, args.test_split, "test")
     elif args.data is None:
         if (recorded_splits(args.ckpt) or {}).get("test") is not None:
-            test = Trajectories.load(_export_cached(args, None, args.test_split, "test"))
+            test = _export_cached(args, None, args.test_split, "test")
         else:
             print(f"{args.ckpt} was trained without a test set: no test numbers (give --test-data)", file=sys.stderr)
     return validation, test
@@ -123,6 +123,7 @@ def _export_cached(args, source: str | None, split: str, role: str) -> Path:
     from msgf.checkpoint import load_checkpoint, read_checkpoint
     from msgf.commands._checkpoint_data import open_data
     from msgf.engine import export_trajectories
+    from msgf.models.inference import inference_copy
 
     option = "--data" if role == "val" else "--test-data"
     dataset, name, data_key = open_data(args.ckpt, source, split, role, num_samples=args.num_samples,
@@ -139,7 +140,8 @@ def _export_cached(args, source: str | None, split: str, role: str) -> Path:
         raise ValueError(f"{name} has {len(dataset.classes)} classes, the checkpoint {model.config.num_classes}")
     loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size, collate_fn=data.collate_batch)
     batches = ({"images": b["images"].to(args.device), "labels": b["labels"]} for b in loader)
-    export_trajectories(model, batches, path, total=len(loader))
+    # what msgf infer and the Predictor run (BatchNorm folded), as training's own export
+    export_trajectories(inference_copy(model.eval()), batches, path, total=len(loader))
     return path
 
 
@@ -193,8 +195,11 @@ def run(args) -> int:
 
     try:
         _check_sources(args)
+        files = (args.trajectories, args.test)  # what the report names as searched on and tested on
         if args.trajectories is None:
-            validation, test = trajectories_from_checkpoint(args)
+            files = trajectories_from_checkpoint(args)  # exported, or cached next to the checkpoint
+            validation = Trajectories.load(files[0])
+            test = None if files[1] is None else Trajectories.load(files[1])
         else:
             validation, test = trajectories_from_files(args)
             if args.ckpt is not None:
@@ -209,7 +214,7 @@ def run(args) -> int:
     except (CheckpointError, ValueError, FileNotFoundError) as error:
         print(f"msgf search-thresholds: error: {error}", file=sys.stderr)
         return 2
-    report = _report(args, searched, geometric, test)
+    report = _report(args, searched, geometric, test, files)
     print(_table(report))
     if args.out is not None:
         _write_json(args.out, report)
@@ -228,12 +233,12 @@ def _scores(result, test) -> dict:
     return scores
 
 
-def _report(args, searched: Front, geometric: Front, test) -> dict:
+def _report(args, searched: Front, geometric: Front, test, files: tuple[Path, Path | None]) -> dict:
     rows = []
     for result, baseline in zip(searched.results, geometric.results):
         rows.append(dict(**result.to_dict(), **_scores(result, test),
                          geometric=dict(**baseline.to_dict(), **_scores(baseline, test))))
-    return dict(trajectories=str(args.trajectories), test=None if args.test is None else str(args.test),
+    return dict(trajectories=str(files[0]), test=None if files[1] is None else str(files[1]),
                 checkpoint=None if args.ckpt is None else str(args.ckpt),
                 method=args.method, criterion=args.criterion, seed=args.seed, results=rows)
 

@@ -43,7 +43,9 @@ def test_search_stores_thresholds_that_the_engine_reproduces(checkpoint, tmp_pat
     row, = report["results"]
     assert row["validation"]["macs"] <= budget and row["test"] is not None
     cached = sorted(checkpoint.parent.glob("model.val-*.npz"))
-    assert len(cached) == 1 and len(sorted(checkpoint.parent.glob("model.test-*.npz"))) == 1
+    cached_test = sorted(checkpoint.parent.glob("model.test-*.npz"))
+    assert len(cached) == 1 and len(cached_test) == 1
+    assert (report["trajectories"], report["test"]) == (str(cached[0]), str(cached_test[0]))
 
     model = msgf.load_checkpoint(checkpoint)
     stored, = model.exit_thresholds
