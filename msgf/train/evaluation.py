@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 from tqdm.auto import tqdm
 
+from msgf.models.inference import inference_copy
 from msgf.train import distributed
 from msgf.train.data import collate, generator
 from msgf.train.metrics import StepTally, evaluate_steps
@@ -22,15 +23,29 @@ def evaluation_batches(run, which: str, *, sharded: bool = True):
                                        num_workers=run.cfg.data.workers, collate_fn=collate)
 
 
+def deployed_model(run):
+    """What the run's evaluation passes and trajectory export measure: the inference copy of the
+    model as it stands (BatchNorm folded, channels-last on the CPU; msgf.models.inference), which
+    is what msgf infer and the Predictor run. Equal to the model up to float rounding, and its
+    patches go through f_L about twice as fast on the CPU. It shares the run's memo of f_G's
+    outputs (msgf.models.memo), which holds only while f_G's weights stay fixed."""
+    model, was_training = run.model, run.model.training
+    deployed = inference_copy(model.eval())
+    model.train(was_training)
+    deployed.global_encoder.memo = model.global_encoder.memo
+    return deployed
+
+
 def steps_summary(run, which: str, sources: tuple[str, ...], seed_key: int) -> dict:
     """Accuracy at every step per patch size, hit and repeat rates, with the locations of each
-    source ("policy": pi's means; "random": uniform, drawn from a stream seeded by `seed_key`)."""
+    source ("policy": pi's means; "random": uniform, drawn from a stream seeded by `seed_key`),
+    measured on `deployed_model`."""
     batches = evaluation_batches(run, which)
     gen = generator(run.cfg.seed, 100 + seed_key, 0, run.world.rank, "locations")
     with tqdm(total=len(batches), desc=f"evaluate {which}", unit="batch", leave=False,
               disable=not (run.main and run.opt.progress)) as bar:
-        tally = evaluate_steps(run.model, batches, device=run.device, generator=gen, autocast=run.autocast,
-                               sources=sources, progress=bar)
+        tally = evaluate_steps(deployed_model(run), batches, device=run.device, generator=gen,
+                               autocast=run.autocast, sources=sources, progress=bar)
     total = StepTally(run.cfg.T, run.cfg.patch_sizes)
     total.load_tensor(distributed.all_reduce_sum(run.world, tally.as_tensor()))
     return total.summary()

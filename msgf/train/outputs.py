@@ -9,7 +9,7 @@ from msgf.checkpoint import save_checkpoint
 from msgf.jsonable import jsonable
 from msgf.memory import release_memory
 from msgf.train import distributed
-from msgf.train.evaluation import evaluation_batches, format_steps
+from msgf.train.evaluation import deployed_model, evaluation_batches, format_steps
 from msgf.train.stages import STAGES
 
 
@@ -35,13 +35,8 @@ def write_outputs(run) -> dict:
         # trajectories need a trained classifier and policy: not after the encoders' stage alone
         if run.cfg.export_trajectories and run.stages and STAGES[run.stages[-1]].episodic:
             from msgf.engine import export_trajectories
-            from msgf.models.inference import inference_copy
 
-            # the thresholds are searched on what msgf infer and the Predictor run (BatchNorm
-            # folded; equal up to float rounding), which also runs a whole tree of focus steps
-            # faster; f_G's outputs for these scenes are still in the run's memo
-            deployed = inference_copy(m)
-            deployed.global_encoder.memo = m.global_encoder.memo
+            deployed = deployed_model(run)  # the thresholds are searched on what msgf infer runs
             for which in ("val", "test"):
                 path = run.out / f"{which}_trajectories.npz"
                 if which == "test" and not run.splits.has_test:
