@@ -30,7 +30,7 @@ build: $(PY)
 	$(MAKE) setup
 
 # The main job on built-in data: train on the built-in speed-limit scenes (cpu-demo preset:
-# ImageNet-pretrained EfficientNet-Lite0, about 17 minutes on 2 cores), pick exit thresholds for
+# ImageNet-pretrained EfficientNet-Lite0, about 15 minutes on 2 cores), pick exit thresholds for
 # one compute budget on the validation trajectories the run exported (reported on the test split)
 # and store them in the checkpoint, so that the README's commands run on $(DEMO_OUT)/model.ckpt
 # with --budget $(DEMO_BUDGET). Then classify a few built-in test scenes written as JPEG, with figures.
