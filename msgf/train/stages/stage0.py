@@ -72,6 +72,7 @@ class EncoderTraining(Stage):
         self.locator: Locator | None = None
         self.locator_state: dict | None = None  # from --resume: the locator is fitted already
         self.glance_batches = self.local_batches = None
+        self._map_encoder: nn.Module | None = None  # f_G's inference form, while the scene set is built
 
     @property
     def uses_glance(self) -> bool:
@@ -176,24 +177,23 @@ class EncoderTraining(Stage):
         on_glances = self.uses_glance or self.locator_on_scene_set
         count = max(s0.glance_samples if on_glances else 0, s0.local_samples)
         region = 2 * max(cfg.patch_sizes) if s0.local_samples > 0 else 0
-        encode = None
-        if self.locator_on_scene_set:
-            frozen: list[nn.Module] = []
+        encode = self._frozen_glance_maps if self.locator_on_scene_set else None
+        scenes = run.splits.glances(cfg.glance_size, count, m.config.mean, m.config.std, region, encode)
+        self._map_encoder = None  # the set is built once
+        return scenes
 
-            @torch.no_grad()
-            def encode(glances):
-                # f_G stays fixed while its maps are computed (its BatchNorm statistics the
-                # pretrained ones), so its inference form computes them: equal up to float
-                # rounding, and 3x faster on the CPU (Lite0 at 256 px, 8 glances a batch, 2
-                # threads: 30 -> 10 ms per glance; cpu-demo encodes 4000)
-                if not frozen:
-                    encoder, training = m.global_encoder, m.global_encoder.training
-                    encoder.eval()
-                    frozen.append(inference_encoder(encoder, [cfg.glance_size], "global_encoder"))
-                    encoder.train(training)
-                with run.autocast():
-                    return frozen[0].feature_map(glances.to(run.device)).float().cpu()
-        return run.splits.glances(cfg.glance_size, count, m.config.mean, m.config.std, region, encode)
+    @torch.no_grad()
+    def _frozen_glance_maps(self, glances):
+        """f_G's maps of scene-set glances. f_G stays fixed meanwhile (its BatchNorm statistics the
+        pretrained ones), so its inference form computes them, built on first use: equal up to
+        float rounding, and 3x faster on the CPU (Lite0 at 256 px, 8 glances a batch, 2 threads:
+        30 -> 10 ms per glance; cpu-demo encodes 4000)."""
+        if self._map_encoder is None:
+            encoder, training = self.model.global_encoder, self.model.global_encoder.training
+            self._map_encoder = inference_encoder(encoder.eval(), [self.cfg.glance_size], "global_encoder")
+            encoder.train(training)
+        with self.run.autocast():
+            return self._map_encoder.feature_map(glances.to(self.run.device)).float().cpu()
 
     def _endless(self, count: int, epoch: int, purpose: str, setting: str):
         """Batches of indices into the first `count` items of the scene set, endless: a new
