@@ -145,6 +145,20 @@ class _Features(nn.Module):
                                                      intermediates_only=True)
         return tapped
 
+    def map_split(self) -> tuple[int, list[int]]:
+        """(index into feature_info of the last map at a finer stride than the tapped one, the
+        indices of the blocks that turn that map into the tapped one). Only for trunks whose
+        maps are the outputs of `blocks.N` (timm's EfficientNet family), where the tapped map is
+        those blocks applied in order to the finer map."""
+        info = self.model.feature_info
+        finer = [i for i in range(self.map_index) if info[i]["reduction"] < info[self.map_index]["reduction"]]
+        names = [info[i]["module"] for i in (finer[-1:] + [self.map_index])]
+        if not finer or not all(_block_number(name) is not None for name in names):
+            raise ValueError("splitting the map's blocks off needs a trunk whose maps are 'blocks.N' outputs "
+                             "(timm's EfficientNet family) with a finer map before the tapped one")
+        first, last = (_block_number(name) for name in names)
+        return finer[-1], list(range(first + 1, last + 1))
+
 
 class Backbone(nn.Module):
     """An encoder returning (feature map (N, C, h, w), pooled vector (N, D)), with the
@@ -214,6 +228,24 @@ class Backbone(nn.Module):
             return self.trunk.tapped_map(x)
         return self.trunk(x)
 
+    def map_tail(self) -> nn.Sequential:
+        """The blocks at the map's stride: `map_tail()(map_tail_input(x))` is `feature_map(x)`.
+        They are this encoder's own modules, so training them trains the encoder (stage 0
+        fine-tunes them as an object locator on inputs computed once)."""
+        indices = self._map_split()[1]
+        return nn.Sequential(*(self.trunk.model.blocks[i] for i in indices))
+
+    def map_tail_input(self, x: torch.Tensor) -> torch.Tensor:
+        """The last map at a finer stride than `feature_map`'s, which `map_tail` takes."""
+        index = self._map_split()[0]
+        (finer,) = self.trunk.model.forward_intermediates(x, indices=[index], stop_early=True, intermediates_only=True)
+        return finer
+
+    def _map_split(self) -> tuple[int, list[int]]:
+        if getattr(self.trunk, "map_index", None) is None:
+            raise ValueError(f"backbone {self.name!r} has no map_stride: there is no map to split off")
+        return self.trunk.map_split()
+
     def last_map(self, x: torch.Tensor) -> torch.Tensor:
         """The last feature map (N, D, h, w), the one the pooled vector averages."""
         out = self.trunk(x)
@@ -223,6 +255,11 @@ class Backbone(nn.Module):
         tapped = getattr(self.trunk, "map_index", None) is not None  # the trunk returns (last, map)
         last, fmap = self.trunk(x) if tapped else (self.trunk(x),) * 2
         return fmap, torch.flatten(nn.functional.adaptive_avg_pool2d(last, 1), 1)
+
+
+def _block_number(module_name: str) -> int | None:
+    parts = module_name.split(".")
+    return int(parts[1]) if len(parts) == 2 and parts[0] == "blocks" and parts[1].isdigit() else None
 
 
 def build_backbone(name: str, weights: str | os.PathLike | None = None,

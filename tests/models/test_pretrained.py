@@ -201,6 +201,29 @@ def test_map_stride_gives_the_stride_16_map_and_keeps_the_pooled_vector():
         build_backbone("resnet18", map_stride=16)
 
 
+def test_the_maps_last_blocks_split_off_as_timms_layers_one_by_one():
+    # oracle: timm's layers called one by one; the input of the map's blocks is the stride-8
+    # stage's output, and the blocks are the encoder's own modules (training them trains it)
+    encoder = build_backbone("efficientnet_lite0", pretrained=True, map_stride=16, stop_at_map=True).eval()
+    net = encoder.trunk.model
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 128, 128)
+    with torch.no_grad():
+        finer = x
+        for layer in (net.conv_stem, net.bn1, *net.blocks[:3]):
+            finer = layer(finer)
+        torch.testing.assert_close(encoder.map_tail_input(x), finer)
+        torch.testing.assert_close(net.blocks[4](net.blocks[3](finer)), encoder.feature_map(x))
+    tail = encoder.map_tail()
+    assert [id(block) for block in tail] == [id(net.blocks[3]), id(net.blocks[4])]
+    at_stride_8 = build_backbone("efficientnet_lite0", map_stride=8)
+    assert [id(block) for block in at_stride_8.map_tail()] == [id(at_stride_8.trunk.model.blocks[2])]
+    with pytest.raises(ValueError, match="map_stride"):
+        build_backbone("efficientnet_lite0").map_tail()
+    with pytest.raises(ValueError, match="map_stride"):
+        build_backbone("resnet18").map_tail_input(x)
+
+
 def test_a_glance_encoder_that_stops_at_the_map_is_the_same_map_at_its_cost():
     # oracle: timm's layers called one by one up to the stride-16 stage, and their FLOPs
     from torch.utils.flop_counter import FlopCounterMode
