@@ -251,3 +251,49 @@ def test_fit_locator_learns_where_a_bright_square_is_from_fixed_maps():
         fit_locator(locator, maps[:3], boxes, (96, 96), epochs=1, generator=gen)
     with pytest.raises(ValueError, match="hidden"):
         Locator(3, hidden=-1)
+
+
+def test_fit_locator_trains_a_trunk_with_it_on_the_trunks_inputs():
+    # The maps are the trunk's inputs (8x8, the 4x4 signal upsampled); the trunk (a stride-2
+    # conv and a BatchNorm, frozen as f_G is) halves them, so the targets are on its 4x4 grid.
+    # The trunk learns with the locator, its BatchNorm keeps its statistics (eval), and it is
+    # frozen and contiguous again afterwards.
+    import copy
+
+    from torch import nn
+
+    from msgf.train.locate import fit_locator
+
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(1)
+    boxes = [torch.tensor([[x, y, x + 8, y + 8]]) for x, y in (torch.rand((64, 2), generator=gen) * 88).tolist()]
+    presence, offsets = locate_targets(boxes, (96, 96), (4, 4))
+    signal = torch.cat([presence[:, None] * 4 - 2, offsets * presence[:, None]], dim=1)
+    inputs = signal.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)
+    trunk = nn.Sequential(nn.Conv2d(3, 3, 2, stride=2), nn.BatchNorm2d(3)).requires_grad_(False)
+    trunk[1].running_mean.fill_(0.1)
+    before = {k: v.clone() for k, v in trunk.state_dict().items()}
+    held = copy.deepcopy(trunk)
+    with torch.no_grad():
+        pooled = trunk.eval()(inputs).mean((2, 3))
+    locator = Locator(3, hidden=6)
+    losses = fit_locator(locator, inputs, boxes, (96, 96), epochs=60, generator=gen, lr=0.02, batch_size=16,
+                         trunk=trunk, trunk_lr=0.02)
+    assert losses[-1] < 0.2 * losses[0]
+    with torch.no_grad():
+        assert top_cell_hits(locator(trunk.eval()(inputs)), presence) == (64, 64)
+    after = trunk.state_dict()
+    assert not torch.equal(after["0.weight"], before["0.weight"])
+    for name in ("1.running_mean", "1.running_var"):
+        torch.testing.assert_close(after[name], before[name], rtol=0, atol=0)
+    assert not any(p.requires_grad for p in trunk.parameters())
+    assert trunk[0].weight.is_contiguous()
+    # `pooled` holds the trunk's spatial mean near where it was: it drifts less than when free
+    fit_locator(Locator(3, hidden=6), inputs, boxes, (96, 96), epochs=60, generator=torch.Generator().manual_seed(1),
+                lr=0.02, batch_size=16, trunk=held, trunk_lr=0.02, pooled=pooled, pooled_weight=10.0)
+    with torch.no_grad():
+        drift_free = (trunk(inputs).mean((2, 3)) - pooled).norm(dim=1).mean()
+        drift_held = (held(inputs).mean((2, 3)) - pooled).norm(dim=1).mean()
+    assert drift_held < 0.5 * drift_free
+    with pytest.raises(ValueError, match="pooled"):
+        fit_locator(locator, inputs, boxes, (96, 96), epochs=1, generator=gen, pooled=pooled)
