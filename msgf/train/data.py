@@ -16,7 +16,8 @@ from msgf.data.augment import flip_boxes
 from msgf.memory import release_memory
 from msgf.train.presets import DataConfig
 
-_PURPOSES = {"shuffle": 0, "locations": 1, "ppo": 2, "crops": 3, "data": 4, "glances": 5, "regions": 6, "locator": 7}
+_PURPOSES = {"shuffle": 0, "locations": 1, "ppo": 2, "crops": 3, "data": 4, "glances": 5, "regions": 6, "locator": 7,
+             "glance tuning": 8}
 
 
 def stream_seed(seed: int, stage: int, epoch: int, rank: int = 0, purpose: str = "locations") -> int:

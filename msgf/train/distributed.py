@@ -81,6 +81,14 @@ def broadcast_buffers(world: World, module: torch.nn.Module) -> None:
             dist.broadcast(buffer, src=0)
 
 
+def broadcast_parameters(world: World, module: torch.nn.Module) -> None:
+    """Rank 0's weights everywhere, for weights each rank trains alone from the same stream
+    (stage 0's locator and f_G fine-tuning): CUDA's float arithmetic need not agree across ranks."""
+    if world.distributed:
+        for parameter in module.parameters():
+            dist.broadcast(parameter.data, src=0)
+
+
 def broadcast_object(world: World, value):
     if not world.distributed:
         return value

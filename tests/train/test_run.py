@@ -320,23 +320,11 @@ def test_the_locator_fits_on_the_maps_of_more_scenes_than_the_training_split(tmp
     # scores against the locator's own presence logits.
     from msgf import ops
     from msgf.data.synthsigns import render_scene
-    from msgf.train import RunOptions, loop
-    from msgf.train.stages import stage0
 
-    built, seeded = [], []
-    scene_set, seed_policy = stage0.EncoderTraining._scene_set, stage0.seed_policy
     config = _frozen_locator_config(policy_channels=8, policy_kernel=3, **{
         "data.train_samples": 16, "stage0.locator_epochs": 2, "stage0.locator_kernel": 3,
         "stage0.glance_samples": 40, "stage0.local_samples": 24, "stage1.epochs": 0, "stage2.epochs": 0})
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(stage0.EncoderTraining, "_scene_set", lambda self: built.append(scene_set(self)) or built[-1])
-        patch.setattr(stage0, "seed_policy", lambda policy, locator, sharpness: (
-            seeded.append((locator, sharpness)), seed_policy(policy, locator, sharpness)))
-        trainer = loop.Trainer(config, RunOptions(out=tmp_path, stages=(0,), progress=False))
-        try:
-            trainer.run()
-        finally:
-            trainer.close()
+    trainer, built, seeded = _stage0_recorded(config, tmp_path)
     assert "stage0 locator: 2 passes over 40 glance maps" in capsys.readouterr().out
     scenes = built[0]
     assert scenes.glances is None and len(scenes) == 40 and scenes.regions.shape[0] == 40
@@ -348,6 +336,75 @@ def test_the_locator_fits_on_the_maps_of_more_scenes_than_the_training_split(tmp
         scores = model.policy.cell_score(torch.relu(model.policy.reduce(maps)))[:, 0]
         torch.testing.assert_close(scores, sharpness * locator(maps)[:, 0], rtol=1e-4, atol=1e-4)
     assert tuple(model.policy.reduce.weight.shape[2:]) == (3, 3)
+
+
+def test_f_gs_last_blocks_fine_tune_with_the_locator_on_the_scene_sets_inputs(tmp_path, capsys):
+    # locator_finetune_epochs: the scene set keeps the inputs of f_G's last blocks (Lite0's
+    # stride-8 map), the locator fits on the maps those blocks make of them, then both train.
+    # Oracles: timm's layers called one by one on the scenes' glances, f_G's weights as they
+    # were when the scene set was built, and pi's cell scores against the locator's own logits
+    # on f_G's map.
+    import copy
+
+    from msgf import ops
+    from msgf.data.synthsigns import render_scene
+
+    before = []
+    config = _frozen_locator_config(
+        backbone="efficientnet_lite0", pretrained=None, map_stride=16, policy_channels=8, policy_kernel=3,
+        **{"data.train_samples": 16, "stage0.locator_epochs": 2, "stage0.locator_kernel": 3,
+           "stage0.glance_samples": 40, "stage0.local_samples": 24, "stage0.locator_finetune_epochs": 2,
+           "stage1.epochs": 0, "stage2.epochs": 0})
+    trainer, built, seeded = _stage0_recorded(
+        config, tmp_path, lambda stage: before.append(copy.deepcopy(stage.model.global_encoder.state_dict())))
+    assert "stage0 f_G's last blocks fine-tuned with the locator: 2 passes over 40 glances" in capsys.readouterr().out
+    model, (locator, sharpness) = trainer.model.eval(), seeded[-1]
+    net = model.global_encoder.trunk.model
+    images = torch.stack([torch.from_numpy(render_scene(i, "train", 0, (64, 96)).image) for i in (0, 39)])
+    glances = ops.glance(images, 32, mean=model.config.mean, std=model.config.std)
+    after = copy.deepcopy(model.global_encoder.state_dict())
+    changed = {name for name, value in after.items() if not torch.equal(value, before[0][name])}
+    assert changed and all(name.startswith(("trunk.model.blocks.3.", "trunk.model.blocks.4.")) for name in changed)
+    assert not any("running" in name for name in changed)  # BatchNorm kept its statistics
+    with torch.no_grad():
+        model.global_encoder.load_state_dict(before[0])
+        finer = glances
+        for layer in (net.conv_stem, net.bn1, *net.blocks[:3]):
+            finer = layer(finer)
+        torch.testing.assert_close(built[0].maps[[0, 39]].float(), finer, atol=2e-2, rtol=1e-2)
+        model.global_encoder.load_state_dict(after)
+        maps = model.global_encoder(glances)[0]
+        scores = model.policy.cell_score(torch.relu(model.policy.reduce(maps)))[:, 0]
+        torch.testing.assert_close(scores, sharpness * locator(maps)[:, 0], rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="locator_finetune_epochs"):
+        _frozen_locator_config(**{"stage0.locator_finetune_epochs": 1})  # no scene set to tune on
+
+
+def _stage0_recorded(config, out, before_scene_set=None):
+    """(trainer, scene sets built, (locator, sharpness) pi was seeded from) of stage 0 of `config`;
+    `before_scene_set(stage)` runs before the scene set is built."""
+    from msgf.train import RunOptions, loop
+    from msgf.train.stages import stage0
+
+    built, seeded = [], []
+    scene_set, seed_policy = stage0.EncoderTraining._scene_set, stage0.seed_policy
+
+    def build(stage):
+        if before_scene_set is not None:
+            before_scene_set(stage)
+        built.append(scene_set(stage))
+        return built[-1]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(stage0.EncoderTraining, "_scene_set", build)
+        patch.setattr(stage0, "seed_policy", lambda policy, locator, sharpness: (
+            seeded.append((locator, sharpness)), seed_policy(policy, locator, sharpness)))
+        trainer = loop.Trainer(config, RunOptions(out=out, stages=(0,), progress=False))
+        try:
+            trainer.run()
+        finally:
+            trainer.close()
+    return trainer, built, seeded
 
 
 def _frozen_locator_config(**overrides):

@@ -4,7 +4,8 @@ Trains f_L with FC_2 on full-resolution crops that contain an object (or, in an 
 decoy), and, where the config asks, f_G on glances: through FC_1 (`train_glance`) and/or a
 locator head that learns where objects are (`locate_weight`, msgf.train.locate). With
 `freeze_glance_encoder` f_G stays as ImageNet left it and only the locator learns, on its maps
-computed once (`locator_epochs`). Everything else is frozen.
+computed once (`locator_epochs`); with `locator_finetune_epochs` f_G's blocks at the map's
+stride then learn with it, on their inputs computed once. Everything else is frozen.
 
 One step: a crop size, `crops_per_image` crops per image (from the scene set's object windows
 with `local_samples`, else this batch's images), cross-entropy on FC_2, plus FC_1's on the
@@ -26,6 +27,7 @@ from tqdm.auto import tqdm
 from msgf import ops
 from msgf.models.heads import CascadeClassifier, MaxPoolClassifier
 from msgf.models.inference import inference_encoder
+from msgf.models.memo import OutputMemo
 from msgf.train import distributed
 from msgf.train.data import generator, loader
 from msgf.train.evaluation import evaluation_batches
@@ -123,10 +125,13 @@ class EncoderTraining(Stage):
         cfg, m, run = self.cfg, self.model, self.run
         started = time.time()
         m.eval()
+        tail_inputs = None
         if self.locator_on_scene_set:
             scenes = self._scene_set()
             count = min(self.settings.glance_samples, len(scenes))
             maps, objects, hw = scenes.maps[:count], scenes.objects[:count], scenes.image_hw
+            if self.fine_tunes_glance:  # the scene set holds the inputs of f_G's last blocks
+                tail_inputs, maps = maps, self._tail_maps(maps)
         else:
             maps, objects, hw = self._training_split_maps()
         m.train()
@@ -135,6 +140,50 @@ class EncoderTraining(Stage):
                                  generator=generator(cfg.seed, self.number, 0, 0, "locator"))
         run.log.print(f"stage0 locator: {len(losses)} passes over {len(objects)} glance maps "
                       f"({time.time() - started:.0f}s) | loss {losses[0]:.4f} -> {losses[-1]:.4f}")
+        if tail_inputs is not None:
+            pooled = maps.float().mean((2, 3))
+            del maps
+            self._fine_tune_glance(tail_inputs, pooled, objects, hw)
+
+    @property
+    def fine_tunes_glance(self) -> bool:
+        """Whether f_G's last blocks train with the locator (`locator_finetune_epochs`)."""
+        return self.locator_on_scene_set and self.settings.locator_finetune_epochs > 0
+
+    @torch.no_grad()
+    def _tail_maps(self, inputs: torch.Tensor) -> torch.Tensor:
+        """f_G's maps from the inputs of its last blocks (`Backbone.map_tail`), as they stand:
+        through the inference form that encoded the scene set (see `_frozen_glance_maps`)."""
+        tail, self._map_encoder = self._map_encoder.map_tail(), None
+        layout = torch.channels_last if self.run.device.type == "cpu" else torch.contiguous_format  # as its weights
+        size = self.cfg.data.eval_batch_size
+        with self.run.autocast():
+            return torch.cat([tail(inputs[i:i + size].to(self.run.device).float().contiguous(memory_format=layout))
+                              .half().cpu() for i in range(0, len(inputs), size)])
+
+    def _fine_tune_glance(self, tail_inputs: torch.Tensor, pooled: torch.Tensor, objects: list,
+                          hw: tuple[int, int]) -> None:
+        """f_G's last blocks and the fitted locator train together on the scene set (locate.fit_locator
+        with a trunk): f_G's map becomes an object detector, which pi reads from here on, while
+        its spatial mean (f_C's glance input) is held near `pooled`, the frozen map's. The
+        locator first fits on the frozen map (a random head would send the blocks' first steps
+        astray: offline, one pass without that start covered the target 7 points less often).
+        Any glance outputs kept from before are dropped (the weights changed)."""
+        cfg, s0, run, encoder = self.cfg, self.settings, self.run, self.model.global_encoder
+        started = time.time()
+        self.model.train()
+        with torch.enable_grad():
+            losses = fit_locator(self.locator, tail_inputs, objects, hw, epochs=s0.locator_finetune_epochs,
+                                 generator=generator(cfg.seed, self.number, 0, 0, "glance tuning"),
+                                 lr=1e-3, trunk=encoder.map_tail(), trunk_lr=s0.locator_finetune_lr,
+                                 pooled=pooled, pooled_weight=s0.locator_finetune_keep)
+        distributed.broadcast_parameters(run.world, encoder)
+        distributed.broadcast_parameters(run.world, self.locator)
+        if encoder.memo is not None:
+            encoder.memo = OutputMemo(encoder.memo.max_bytes)
+        run.log.print(f"stage0 f_G's last blocks fine-tuned with the locator: {len(losses)} passes over "
+                      f"{len(objects)} glances ({time.time() - started:.0f}s) | loss {losses[0]:.4f} -> "
+                      f"{losses[-1]:.4f}")
 
     def _training_split_maps(self) -> tuple[torch.Tensor, list[torch.Tensor], tuple[int, int]]:
         """f_G's maps of the training split's glances, with each image's objects."""
@@ -179,12 +228,14 @@ class EncoderTraining(Stage):
         region = 2 * max(cfg.patch_sizes) if s0.local_samples > 0 else 0
         encode = self._frozen_glance_maps if self.locator_on_scene_set else None
         scenes = run.splits.glances(cfg.glance_size, count, m.config.mean, m.config.std, region, encode)
-        self._map_encoder = None  # the set is built once
+        if not self.fine_tunes_glance:  # else `_tail_maps` still needs it
+            self._map_encoder = None  # the set is built once
         return scenes
 
     @torch.no_grad()
     def _frozen_glance_maps(self, glances):
-        """f_G's maps of scene-set glances. f_G stays fixed meanwhile (its BatchNorm statistics the
+        """f_G's maps of scene-set glances (or, where its last blocks fine-tune, those blocks'
+        inputs: `Backbone.map_tail_input`). f_G stays fixed meanwhile (its BatchNorm statistics the
         pretrained ones), so its inference form computes them, built on first use: equal up to
         float rounding, and 3x faster on the CPU (Lite0 at 256 px, 8 glances a batch, 2 threads:
         30 -> 10 ms per glance; cpu-demo encodes 4000)."""
@@ -192,8 +243,9 @@ class EncoderTraining(Stage):
             encoder, training = self.model.global_encoder, self.model.global_encoder.training
             self._map_encoder = inference_encoder(encoder.eval(), [self.cfg.glance_size], "global_encoder")
             encoder.train(training)
+        encode = self._map_encoder.map_tail_input if self.fine_tunes_glance else self._map_encoder.feature_map
         with self.run.autocast():
-            return self._map_encoder.feature_map(glances.to(self.run.device)).float().cpu()
+            return encode(glances.to(self.run.device)).float().cpu()
 
     def _endless(self, count: int, epoch: int, purpose: str, setting: str):
         """Batches of indices into the first `count` items of the scene set, endless: a new
