@@ -115,8 +115,9 @@ def reading(checkpoint: Path, config: dict, batch: int = 50) -> dict:
         labels = torch.tensor([item["label"] for item in items])
         objects = [item["boxes"] if len(item["boxes"]) else item["distractors"][:1] for item in items]
         for size in model.config.patch_sizes:
-            crops = ops.crop_resize(images, centred_crops(objects, size, images.shape[1:3]), size,
-                                    mean=model.config.mean, std=model.config.std).patches[0]
+            crops = ops.crop_resize(images, centred_crops(objects, size, images.shape[1:3]),
+                                    model.config.input_side(size), mean=model.config.mean,
+                                    std=model.config.std).patches[0]
             with torch.no_grad():
                 predicted = model.aux_heads[1](model.local_encoder(crops)[1]).argmax(1)
             sign = labels > 0
@@ -216,7 +217,9 @@ def markdown(report: dict) -> str:
         "# Training: the cpu-demo run (built-in speed-limit scenes)",
         "",
         (f"{cfg['data']['image_size'][0]}x{cfg['data']['image_size'][1]} scenes, {cfg['backbone']} {weights}, "
-         f"glance {cfg['glance_size']} px, patches {'/'.join(map(str, cfg['patch_sizes']))} px, T={T}; "
+         f"glance {cfg['glance_size']} px, patches {'/'.join(map(str, cfg['patch_sizes']))} px"
+         + (f" (read at {'/'.join(map(str, cfg['patch_input_sizes']))} px)" if cfg.get("patch_input_sizes") else "")
+         + f", T={T}; "
          f"{cfg['data']['train_samples']} training / {cfg['data']['val_samples']} validation / "
          f"{cfg['data']['test_samples']} test scenes (seed {cfg['seed']}). All numbers on the test split, in %."),
         "",

@@ -82,7 +82,11 @@ struct LinearTap {
 };
 
 MSGF_HD LinearTap linear_tap(float start, float scale, int64_t j, int64_t size) {
-  float u = start + (static_cast<float>(j) + 0.5f) * scale - 0.5f;
+  // Summed in roi_align's order (aligned=True, one sample per bin), (x0 - 0.5) + j * s + 0.5 * s,
+  // which is also what onnxruntime's RoiAlign computes: a patch resized up (GFConfig.
+  // patch_input_sizes) then rounds as the exported crop graph does, not merely within float32.
+  // Same-size crops stay exact copies: every term is a whole or half number.
+  float u = (start - 0.5f) + static_cast<float>(j) * scale + 0.5f * scale;
   u = min_f(max_f(u, 0.0f), static_cast<float>(size - 1));
   LinearTap tap;
   tap.lo = floor_to_int(u);

@@ -48,6 +48,10 @@ def register(subparsers) -> None:
     parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
                         help="recipe (default: cpu-demo for the built-in scenes, paper for other data)")
     parser.add_argument("--sizes", type=_sizes, help="focus patch sides, e.g. 96,128,160")
+    parser.add_argument("--input-sizes", type=_sizes, metavar="SIDES",
+                        help="the side f_L sees for each patch size, in the order of --sizes (default: the "
+                             "preset's where --sizes is not given, else the patch's own): e.g. 64,96 with "
+                             "--sizes 48,96 reads a 48 px patch zoomed to 64 px")
     parser.add_argument("--glance", type=_positive, help="glance side H'=W'")
     parser.add_argument("--backbone", help="torchvision name (resnet50, mobilenet_v3_small), efficientnet_lite0/1/2, "
                                            "or timm/<timm model name>")
@@ -106,6 +110,10 @@ def config_from_args(args):
                  "stage2.reward": args.reward, "policy_head": args.policy_head,
                  "data.val_source": args.val_data, "data.test_source": args.test_data,
                  "data.val_fraction": args.val_fraction}
+    if args.input_sizes is not None:
+        overrides["patch_input_sizes"] = args.input_sizes
+    elif args.sizes is not None:  # the preset's input sizes belong to its patch sizes
+        overrides["patch_input_sizes"] = ()
     if args.data is not None:
         overrides["data.source"] = args.data
     if args.pretrained is not None and (args.from_scratch or args.weights is not None):

@@ -99,6 +99,20 @@ def as_rgb(pixels: np.ndarray, name: str) -> np.ndarray:
     raise ValueError(f"{name}: expected 1, 3 or 4 channels, got {pixels.shape[2]}")
 
 
+def read_patch_with_margin(reader, y0: int, x0: int, side: int) -> np.ndarray:
+    """uint8 (side + 2, side + 2, 3): the reader's side x side patch at (y0, x0) inside a
+    one-pixel margin, the image's edge repeated where the image ends. A patch resized up for
+    f_L (GFConfig.patch_input_sizes) reads up to one pixel around its box, as the crop op does
+    in the whole image, where it clamps to the edge; cut from this canvas at (1, 1) with its
+    own side, it is resampled exactly as in the whole image."""
+    height, width = int(reader.shape[0]), int(reader.shape[1])
+    top, left = max(y0 - 1, 0), max(x0 - 1, 0)
+    bottom, right = min(y0 + side + 1, height), min(x0 + side + 1, width)
+    pixels = as_rgb(np.asarray(reader.read_region(top, left, bottom - top, right - left)), reader_name(reader))
+    pad = ((top - (y0 - 1), y0 + side + 1 - bottom), (left - (x0 - 1), x0 + side + 1 - right), (0, 0))
+    return np.pad(pixels, pad, mode="edge")
+
+
 def as_arrays(images) -> list[np.ndarray]:
     """A uint8 (N, H, W, C) array or a non-empty list of uint8 (H, W[, C]) arrays -> contiguous
     (H, W, C) arrays, one per image (a 2-D image gets a channel axis)."""

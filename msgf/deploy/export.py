@@ -164,9 +164,10 @@ def _export_graphs(model, out: Path) -> dict:
                                            ["features", "feature_map"], ({0: batch},)),
                   "crop": {}, "focus_encoder": {}, "classify": []}
         local = _Encoder(model.local_encoder, model.map_side)
-        for side in cfg.patch_sizes:
-            graphs["crop"][str(side)] = _export_crop(out, side, cfg.mean, cfg.std)
-            patches = torch.zeros((2, 3, side, side))
+        for side, input_side in zip(cfg.patch_sizes, cfg.focus_input_sizes):
+            # the crop graph cuts a patch of `side` and resizes it to f_L's input side
+            graphs["crop"][str(side)] = _export_crop(out, side, input_side, cfg.mean, cfg.std)
+            patches = torch.zeros((2, 3, input_side, input_side))
             graphs["focus_encoder"][str(side)] = _trace(out, f"focus_encoder_{side}.onnx", local, (patches,),
                                                         ["patches"], ["features", "feature_map"], ({0: batch},))
         # f_C reads f_G's feature at step 1 and f_L's after it: they differ in width where f_G
@@ -198,12 +199,12 @@ def _trace(out: Path, name: str, module: nn.Module, args, input_names, output_na
     return _write(out, name, program.model_proto)
 
 
-def _export_crop(out: Path, side: int, mean, std) -> str:
+def _export_crop(out: Path, side: int, input_side: int, mean, std) -> str:
     images = torch.zeros((2, side + 3, side + 5, 3), dtype=torch.uint8)
     boxes = torch.tensor([[1.0, 1.0, 2.0, 1.0 + side, 2.0 + side]])
     dims = {0: torch.export.Dim("images"), 1: torch.export.Dim("height"), 2: torch.export.Dim("width")}
     program = torch.onnx.export(
-        _Crop(side, mean, std).eval(), (images, boxes), dynamo=True, opset_version=OPSET, input_names=["images", "boxes"],
+        _Crop(input_side, mean, std).eval(), (images, boxes), dynamo=True, opset_version=OPSET, input_names=["images", "boxes"],
         output_names=["patches"], dynamic_shapes=(dims, None), verbose=False,
         custom_translation_table={torch.ops.msgf.crop_resize.default: crop_resize_translation})
     proto = program.model_proto

@@ -16,7 +16,7 @@ from types import SimpleNamespace
 import numpy as np
 import onnxruntime as ort
 
-from msgf.data.regions import as_arrays, as_rgb, check_readers, reader_name
+from msgf.data.regions import as_arrays, as_rgb, check_readers, read_patch_with_margin, reader_name
 from msgf.deploy.manifest import ManifestError, eta_of, read_manifest
 from msgf.deploy.resize import glance_inputs
 from msgf.deploy.rules import EXIT, focus_box, next_size_index
@@ -176,20 +176,19 @@ class OnnxPredictor(RegionStreaming):
 
     def _focus_step(self, readers, image_hw, rows, choice, location):
         """f_L on each sample's patch, patches of one size cropped and encoded together. Each patch
-        is read as a region onto a canvas of its own side, so the crop graph's box is the whole
-        canvas (a copy, normalised) and no whole image is ever converted to float."""
+        is read as a region with a one-pixel margin (read_patch_with_margin: a patch resized up
+        for f_L reads it), so no whole image is ever converted to float."""
         features = fmap = None
         for k in np.unique(choice):
             members = np.nonzero(choice == k)[0]
             side = self.config.patch_sizes[int(k)]
-            canvas = np.empty((len(members), side, side, 3), dtype=np.uint8)
+            canvas = np.empty((len(members), side + 2, side + 2, 3), dtype=np.uint8)
             for i, b in enumerate(members):
                 x0, y0, _, _ = focus_box(location[b], side, image_hw[rows[b]])
-                reader = readers[rows[b]]
-                canvas[i] = as_rgb(np.asarray(reader.read_region(y0, x0, side, side)), reader_name(reader))
+                canvas[i] = read_patch_with_margin(readers[rows[b]], y0, x0, side)
             boxes = np.zeros((len(members), 5), dtype=np.float32)
             boxes[:, 0] = np.arange(len(members))
-            boxes[:, 3:] = side
+            boxes[:, 1:3], boxes[:, 3:] = 1, side + 1  # the patch inside its one-pixel margin
             patches = self._crop[side].run(None, {"images": canvas, "boxes": boxes})[0]
             f, m = self._focus_encoder[side].run(None, {"patches": patches})
             if features is None:

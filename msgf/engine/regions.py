@@ -8,7 +8,8 @@ Images in one batch may differ in size. The whole image is never needed:
   glance size; a reader that holds its decoded pixels (`.array`, JPEG/PNG) hands over those,
   so that its glance is the very resize `predict` does on the decoded array.
 - focus: each patch is `read_region` at the box `msgf.ops.focus_boxes` gives for the policy's
-  location in *that* image's size, placed at the top-left of a small per-step canvas.
+  location in *that* image's size, with a one-pixel margin, placed near the top-left of a
+  small per-step canvas.
 
 Both then go through the model's own step API (`model.glance`, `model.focus`), so the crop op
 normalises them exactly as it does a decoded batch: a patch is a box with whole-pixel corners
@@ -24,7 +25,7 @@ import torch
 from torch import Tensor
 
 from msgf import ops
-from msgf.data.regions import as_rgb, check_readers, reader_name  # noqa: F401 (part of this module's API)
+from msgf.data.regions import as_rgb, check_readers, read_patch_with_margin, reader_name  # noqa: F401 (part of this module's API)
 from msgf.models.state import GFState
 
 
@@ -64,16 +65,16 @@ class RegionSource:
     def focus(self, model, state: GFState, proposal, sides: Tensor) -> GFState:
         locs, side_list = proposal.mean.detach().cpu(), sides.tolist()
         largest = max(side_list)
-        # Patch b sits at the top-left of canvas row state.index[b]: with location 0 and the
-        # patch's own side, focus_boxes puts the crop exactly there.
-        canvas = torch.zeros((len(self.readers), largest, largest, 3), dtype=torch.uint8)
+        # Patch b sits at (1, 1) of canvas row state.index[b], inside a one-pixel margin
+        # (read_patch_with_margin); location `where` puts the crop of its own side exactly there.
+        canvas = torch.zeros((len(self.readers), largest + 2, largest + 2, 3), dtype=torch.uint8)
+        where = torch.zeros_like(proposal.mean)
         for b, (row, side) in enumerate(zip(state.index.tolist(), side_list)):
             x0, y0, _, _ = patch_box(locs[b], side, self.image_hw[row])
-            reader = self.readers[row]
-            pixels = as_rgb(np.asarray(reader.read_region(y0, x0, side, side)), reader_name(reader))
-            canvas[row, :side, :side] = torch.from_numpy(pixels)
-        return model.focus(state, canvas.to(_device(model)), torch.zeros_like(proposal.mean), sides,
-                           proposal=proposal)
+            canvas[row, :side + 2, :side + 2] = torch.from_numpy(read_patch_with_margin(self.readers[row], y0, x0, side))
+            # focus_boxes: top = floor(l * (H - P)); aim at the middle of pixel 1
+            where[b] = 1.5 / (largest + 2 - side)
+        return model.focus(state, canvas.to(_device(model)), where, sides, proposal=proposal)
 
     @staticmethod
     def _glance_pixels(reader, size: int) -> np.ndarray:

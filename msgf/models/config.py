@@ -40,6 +40,12 @@ class GFConfig:
     # map_stride and the "max" classifier, whose glance head takes the narrower vector.
     glance_to_map: bool = False
     location_std: float = 0.1  # std of the Gaussian the policy samples from in training
+    # the side f_L sees for each patch size: the full-resolution patch is resized to it (empty:
+    # the patch's own side). Zooming in gives a small object more of the encoder's pixels: an
+    # ImageNet CNN's stem (stride 2) and its stride-8 stage blur the 8 px digits of a 20 px sign
+    # (cpu-demo: signs under 25 px were read in 47% of the patches that held them, 35-45 px
+    # ones in all). The step then costs the input side's MACs, not the patch's.
+    patch_input_sizes: tuple[int, ...] = ()
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
     class_names: tuple[str, ...] = field(default=())
@@ -77,13 +83,26 @@ class GFConfig:
                  "positive and as long as mean")
         _require(not self.class_names or len(self.class_names) == self.num_classes, "class_names",
                  f"empty or {self.num_classes} names")
+        inputs = tuple(self.patch_input_sizes)
+        _require(not inputs or (len(inputs) == len(sizes) and all(
+            isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in inputs)),
+            "patch_input_sizes", f"empty or {len(sizes)} positive ints, one per patch size")
         object.__setattr__(self, "patch_sizes", sizes)
-        for name in ("mean", "std", "class_names"):
+        for name in ("patch_input_sizes", "mean", "std", "class_names"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
 
     @property
     def num_sizes(self) -> int:
         return len(self.patch_sizes)
+
+    @property
+    def focus_input_sizes(self) -> tuple[int, ...]:
+        """The side f_L sees for each patch size (patch_input_sizes, or the patch sizes)."""
+        return self.patch_input_sizes or self.patch_sizes
+
+    def input_side(self, patch_size: int) -> int:
+        """The side f_L sees for a patch of `patch_size` (one of patch_sizes)."""
+        return self.focus_input_sizes[self.patch_sizes.index(patch_size)]
 
     def to_dict(self) -> dict:
         """Plain dict (lists instead of tuples): JSON- and weights_only-safe."""

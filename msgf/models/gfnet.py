@@ -36,7 +36,7 @@ class GFNet(nn.Module):
         self.local_encoder = build_backbone(config.backbone, local_weights, None if local_weights else pretrained,
                                             config.map_stride)
         dim, glance_dim = self.local_encoder.feature_dim, self.global_encoder.feature_dim
-        self.map_side = max(_map_sides(self.global_encoder, [config.glance_size, *config.patch_sizes]))
+        self.map_side = max(_map_sides(self.global_encoder, [config.glance_size, *config.focus_input_sizes]))
         if config.classifier == "gru":
             self.classifier = GRUClassifier(dim, config.num_classes, config.classifier_hidden)
         elif config.classifier == "max":
@@ -132,7 +132,8 @@ class GFNet(nn.Module):
         cfg = self.config
         sides = torch.tensor(cfg.patch_sizes, device=next_index.device)[next_index]
         boxes = ops.focus_boxes(locs.detach().clamp(0.0, 1.0), sides, _image_hw(images), batch_index=state.index)
-        crops = ops.crop_resize(images, boxes, sides.cpu(), mean=cfg.mean, std=cfg.std, out_dtype=self._input_dtype())
+        inputs = torch.tensor(cfg.focus_input_sizes)[next_index.cpu()]  # f_L's side (zoom), not the patch's
+        crops = ops.crop_resize(images, boxes, inputs, mean=cfg.mean, std=cfg.std, out_dtype=self._input_dtype())
         return self._focus_step(state, crops.patches, crops.index, next_index, proposal.hidden)
 
     def aux_logits(self, state: GFState) -> Tensor:
@@ -257,7 +258,7 @@ def build_model(backbone: str, num_classes: int, glance_size: int, patch_sizes: 
                 policy_inhibition_radius: int = 0, policy_selection: str = "expected",
                 map_stride: int | None = None, glance_to_map: bool = False, location_std: float = 0.1,
                 mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
-                class_names: Sequence[str] = (),
+                class_names: Sequence[str] = (), patch_input_sizes: Sequence[int] = (),
                 pretrained: bool | str | None = None,
                 global_weights: str | os.PathLike | None = None,
                 local_weights: str | os.PathLike | None = None) -> GFNet:
@@ -271,7 +272,14 @@ def build_model(backbone: str, num_classes: int, glance_size: int, patch_sizes: 
     local state-dict files for one encoder each. mean/std default to what the backbone's
     weights expect and travel in the config (and checkpoints).
     """
-    sizes = (patch_sizes,) if isinstance(patch_sizes, int) else tuple(sorted(patch_sizes))
+    sizes = (patch_sizes,) if isinstance(patch_sizes, int) else tuple(patch_sizes)
+    inputs = tuple(patch_input_sizes)
+    if inputs and len(inputs) != len(sizes):
+        raise ValueError(f"patch_input_sizes must give one side per patch size {sizes}, got {inputs}")
+    if inputs:  # sorted with the patch sizes they belong to
+        sizes, inputs = (tuple(v) for v in zip(*sorted(zip(sizes, inputs))))
+    else:
+        sizes = tuple(sorted(sizes))
     default_mean, default_std = preprocessing(backbone) if isinstance(backbone, str) else (None, None)
     mean, std = (default_mean if mean is None else mean), (default_std if std is None else std)
     extra = {k: tuple(v) for k, v in (("mean", mean), ("std", std)) if v is not None}
@@ -284,7 +292,7 @@ def build_model(backbone: str, num_classes: int, glance_size: int, patch_sizes: 
                       policy_inhibition=float(policy_inhibition), policy_inhibition_radius=policy_inhibition_radius,
                       policy_selection=policy_selection, map_stride=map_stride, glance_to_map=glance_to_map,
                       location_std=float(location_std),
-                      class_names=tuple(class_names), **extra)
+                      class_names=tuple(class_names), patch_input_sizes=inputs, **extra)
     return GFNet(config, global_weights=global_weights, local_weights=local_weights, pretrained=pretrained)
 
 

@@ -57,7 +57,7 @@ def inference_copy(model):
         raise ValueError("model is in training mode; call model.eval() first")
     cfg = model.config
     fast = copy.deepcopy(model)  # the encoders' memos stay behind (Backbone.__getstate__)
-    for name, sizes in (("global_encoder", [cfg.glance_size]), ("local_encoder", list(cfg.patch_sizes))):
+    for name, sizes in (("global_encoder", [cfg.glance_size]), ("local_encoder", list(cfg.focus_input_sizes))):
         setattr(fast, name, _checked_fold(getattr(model, name), getattr(fast, name), sizes, name))
     fast.inference_only = True
     return fast

@@ -34,7 +34,8 @@ def measure(model) -> list[dict]:
 def _focus(meta, state, k: int, size: int):
     next_index = torch.full((1,), k, dtype=torch.int64, device="meta")
     proposal = meta.propose(state, size)
-    patch = torch.zeros((1, 3, size, size), device="meta")
+    side = meta.config.input_side(size)  # f_L runs at its input side (zoom), not the patch's
+    patch = torch.zeros((1, 3, side, side), device="meta")
     return meta._focus_step(state, [patch], [torch.zeros(1, dtype=torch.int64)], next_index, proposal.hidden)
 
 

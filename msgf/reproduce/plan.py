@@ -100,15 +100,18 @@ class Plan:
         The fixed-size runs start from MS-GFNet's stage-0 backbone (stages I-III only), as the
         paper's models all start from the same ImageNet weights: the comparison is between the
         glance-and-focus stages, and stage 0, the longest stage on CPU, runs once."""
-        sizes = self.base_config().patch_sizes
+        base = self.base_config()
+        sizes = base.patch_sizes
+        # each fixed size keeps the side f_L reads it at (patch_input_sizes), as in MS-GFNet
+        inputs = dict(zip(sizes, base.patch_input_sizes or sizes))
         runs = [GFNetRun(MS_RUN, self.train_preset, dict(self.overrides))]
-        runs += [GFNetRun(f"fixed-{size}", self.train_preset, {**self.overrides, "patch_sizes": (size,)},
+        runs += [GFNetRun(f"fixed-{size}", self.train_preset,
+                          {**self.overrides, "patch_sizes": (size,), "patch_input_sizes": (inputs[size],)},
                           stages=(1, 2, 3), init=(MS_RUN, "stage0.ckpt")) for size in sizes]
         runs.append(GFNetRun(INCREMENTS_RUN, self.train_preset,
                              {**self.overrides, "stage2.reward": "increments", "export_trajectories": False},
                              stages=(2,), init=(MS_RUN, "stage1.ckpt")))
         if self.equal_presentation:
-            base = self.base_config()
             more = {f"stage{k}.epochs": getattr(base, f"stage{k}").epochs * len(sizes) for k in (1, 2, 3)}
             runs.append(GFNetRun(EQUAL_PRESENTATION_RUN, self.train_preset, {**self.overrides, **more},
                                  stages=(1, 2, 3), init=(MS_RUN, "stage0.ckpt")))

@@ -188,6 +188,9 @@ class TrainConfig:
     weights: str | None = None  # a local state dict for both encoders (instead of pretrained)
     glance_size: int = 96
     patch_sizes: tuple[int, ...] = (64, 96, 128)
+    # the side f_L sees for each patch size, in the order of patch_sizes (empty: the patch's own;
+    # GFConfig.patch_input_sizes): a patch resized up gives small objects more pixels
+    patch_input_sizes: tuple[int, ...] = ()
     T: int = 3
     classifier: str | None = None  # None: the family's default (gru / fc)
     classifier_hidden: int = 1024
@@ -218,7 +221,13 @@ class TrainConfig:
     test_stages: str = "all"
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "patch_sizes", tuple(sorted(int(s) for s in self.patch_sizes)))
+        sizes, inputs = tuple(int(s) for s in self.patch_sizes), tuple(int(s) for s in self.patch_input_sizes)
+        if inputs and (len(inputs) != len(sizes) or min(inputs) < 1):
+            raise ValueError(f"patch_input_sizes must give one positive side per patch size {sizes}, got {inputs}")
+        if inputs:  # sorted with the patch sizes they belong to
+            sizes, inputs = (tuple(v) for v in zip(*sorted(zip(sizes, inputs))))
+        object.__setattr__(self, "patch_sizes", tuple(sorted(sizes)))
+        object.__setattr__(self, "patch_input_sizes", inputs)
         if self.T < 2:
             raise ValueError("T must be at least 2 (a glance and one focus step)")
         if self.pretrained is not None and self.weights is not None:

@@ -24,6 +24,7 @@ def initial_model(cfg: TrainConfig, splits, init: Path | None, log) -> nn.Module
     def fresh_model():
         return build_model(cfg.backbone, len(classes), cfg.glance_size, cfg.patch_sizes, cfg.T, cfg.classifier,
                            class_names=classes, classifier_hidden=cfg.classifier_hidden,
+                           patch_input_sizes=cfg.patch_input_sizes,
                            policy_head=cfg.policy_head, policy_inhibition=cfg.policy_inhibition,
                            policy_inhibition_radius=cfg.policy_inhibition_radius,
                            policy_selection=cfg.policy_selection,
@@ -43,15 +44,17 @@ def initial_model(cfg: TrainConfig, splits, init: Path | None, log) -> nn.Module
         if got != want:
             raise ValueError(f"--init checkpoint is (backbone, glance, T, policy head, classes) = {got}, "
                              f"the config {want}")
-        if tuple(model.config.patch_sizes) != tuple(cfg.patch_sizes):
+        wanted_inputs = cfg.patch_input_sizes or cfg.patch_sizes
+        if (model.config.patch_sizes, model.config.focus_input_sizes) != (cfg.patch_sizes, wanted_inputs):
             # One stage-0 backbone shared by models with other patch sizes (msgf reproduce's
             # fixed-size runs start from MS-GFNet's): every weight but the few whose shape
             # depends on the number of sizes (pi's size one-hots) carries over.
             source = model
             model = fresh_model()
             fresh = load_matching(model, source)
-            log.print(f"--init {init}: patch sizes {tuple(source.config.patch_sizes)} -> "
-                      f"{tuple(cfg.patch_sizes)}; kept at initialisation: {', '.join(fresh) or 'none'}")
+            log.print(f"--init {init}: patch sizes {source.config.patch_sizes} (f_L at "
+                      f"{source.config.focus_input_sizes}) -> {cfg.patch_sizes} (f_L at {wanted_inputs}); "
+                      f"kept at initialisation: {', '.join(fresh) or 'none'}")
     if cfg.bn_momentum is not None:
         for module in model.modules():
             if isinstance(module, nn.modules.batchnorm._BatchNorm):

@@ -2,7 +2,7 @@
 thresholds that mix exit steps and patch sizes on the test images.
 
 - "lite": ImageNet-pretrained EfficientNet-Lite0 encoders (offline, msgf[pretrained]), the
-  cascade classifier "fc" and the "spatial" policy head (the smoke preset's choices);
+  "max" classifier, the "spatial" policy head and patches zoomed in for f_L (cpu-demo's form);
 - "gru": an untrained resnet18 with the GRU classifier and the paper's "sigmoid" head.
 Untrained mobilenet_v3_small would be cheaper, but its features barely differ between images
 (every photo took the same route), which would make the agreement tests say little.
@@ -51,8 +51,10 @@ def _build(kind: str):
     import msgf
 
     torch.manual_seed(0)
-    if kind == "lite":  # the cpu-demo preset's form: f_G ends at pi's stride-16 map, f_C "max"
+    if kind == "lite":  # the cpu-demo preset's form: f_G ends at pi's stride-16 map, f_C "max",
+        # patches zoomed in for f_L (the crop graphs resize 32 -> 48 and 48 -> 64 px)
         return msgf.build_model("efficientnet_lite0", 4, 64, (32, 48), 3, classifier="max", pretrained=True,
+                                patch_input_sizes=(48, 64),
                                 policy_head="spatial", policy_kernel=3, policy_selection="argmax",
                                 policy_inhibition=100.0, policy_inhibition_radius=1, map_stride=16,
                                 glance_to_map=True, class_names=CLASSES).eval()

@@ -78,21 +78,24 @@ def test_the_crop_graph_is_our_crop_op(lite, boxes_per_call):
     cfg = lite["model"].config
     gen = torch.Generator().manual_seed(boxes_per_call)
     images = torch.randint(0, 256, (3, 90, 130, 3), dtype=torch.uint8, generator=gen)
-    for side in cfg.patch_sizes:
+    assert cfg.focus_input_sizes != cfg.patch_sizes  # the patches are resized up for f_L
+    for side, input_side in zip(cfg.patch_sizes, cfg.focus_input_sizes):
         crop = session(lite["dir"], f"crop_{side}.onnx")
         locs = torch.rand((boxes_per_call, 2), generator=gen)
         batch = torch.randint(0, 3, (boxes_per_call,), generator=gen)
         boxes = ops.focus_boxes(locs, side, (90, 130), batch_index=batch)
-        expected = ops.crop_resize(images, boxes, side, mean=cfg.mean, std=cfg.std).patches[0].numpy()
+        expected = ops.crop_resize(images, boxes, input_side, mean=cfg.mean, std=cfg.std).patches[0].numpy()
         (got,) = crop.run(None, {"images": images.numpy(), "boxes": boxes.numpy()})
-        assert got.shape == (boxes_per_call, 3, side, side)
-        assert np.abs(got - expected).max() < 1e-6  # a copy, then the same multiply-add
+        assert got.shape == (boxes_per_call, 3, input_side, input_side)
+        # the op sums the sample coordinates in RoiAlign's order: the taps and their weights
+        # agree, the weighted sums round apart (~1e-5 of one 8-bit level)
+        assert np.abs(got - expected).max() < 1e-6
         fractional = boxes.clone()
         fractional[:, 1:3] += torch.rand((boxes_per_call, 2), generator=gen) * 5
         fractional[:, 3:] = fractional[:, 1:3] + torch.rand((boxes_per_call, 1), generator=gen) * 20 + side - 10
         fractional[:, 3] = fractional[:, 3].clamp(max=129)
         fractional[:, 4] = fractional[:, 4].clamp(max=89)
-        expected = ops.crop_resize(images, fractional, side, mean=cfg.mean, std=cfg.std).patches[0].numpy()
+        expected = ops.crop_resize(images, fractional, input_side, mean=cfg.mean, std=cfg.std).patches[0].numpy()
         (got,) = crop.run(None, {"images": images.numpy(), "boxes": fractional.numpy()})
         # the sample coordinates are computed in float32 in another order: ~1e-3 of one 8-bit level
         assert np.abs(got - expected).max() < 5e-5
@@ -122,8 +125,8 @@ def test_the_step_graphs_are_the_model_modules(exported):
             "next_size_index": proposal.next_size_index.numpy(), "state": state.policy_hidden.numpy()})
         np.testing.assert_allclose(location, proposal.mean.numpy(), atol=1e-5)
         np.testing.assert_allclose(hidden, proposal.hidden.numpy(), **tol)
-        for side in cfg.patch_sizes:
-            patches = torch.randn((4, 3, side, side), generator=gen)
+        for side, input_side in zip(cfg.patch_sizes, cfg.focus_input_sizes):
+            patches = torch.randn((4, 3, input_side, input_side), generator=gen)
             fmap_t, feat_t = model.local_encoder(patches)
             features, fmap = session(directory, f"focus_encoder_{side}.onnx").run(None, {"patches": patches.numpy()})
             np.testing.assert_allclose(features, feat_t.numpy(), **tol)

@@ -44,6 +44,37 @@ def test_focus_crops_each_sample_at_its_own_location_and_size(resnet_model, imag
         torch.testing.assert_close(out.features[row], features[0], rtol=1e-4, atol=1e-4)
 
 
+def test_a_zoomed_patch_is_resized_to_its_input_side(images):
+    from torchvision.ops import roi_align
+
+    torch.manual_seed(0)
+    # given unsorted: the input sides are sorted with the patch sizes they belong to
+    model = msgf.build_model("resnet18", 5, 32, [48, 32], 3, patch_input_sizes=[64, 32]).eval()
+    assert model.config.patch_sizes == (32, 48) and model.config.focus_input_sizes == (32, 64)
+    assert model.config.input_side(48) == 64
+    locs = torch.tensor([[0.0, 1.0], [0.37, 0.61], [1.0, 0.25], [0.5, 0.5], [0.2, 0.9]])
+    sizes = [48, 32, 48, 48, 32]
+    with torch.no_grad():
+        out = model.focus(model.glance(images), images, locs, sizes)
+    for row, ((l_row, l_col), side) in enumerate(zip(locs.tolist(), sizes)):
+        top, left = math.floor(l_row * (70 - side)), math.floor(l_col * (90 - side))
+        # the crop's box mapping is roi_align's (aligned, one sample per bin), which reads the
+        # image around the box where upsampling; normalising commutes with it
+        box = torch.tensor([[float(row), left, top, left + side, top + side]])
+        patch = roi_align(normalised(images), box, model.config.input_side(side), 1.0, 1, aligned=True)
+        with torch.no_grad():
+            _, features = model.local_encoder(patch)
+        torch.testing.assert_close(out.features[row], features[0], rtol=1e-4, atol=1e-4)
+    # a 48 px patch read at 64 px costs what a 64 px patch costs unzoomed
+    native = msgf.build_model("resnet18", 5, 32, [32, 64], 3)
+    assert model.step_macs(2, 48) == native.step_macs(2, 64) > model.step_macs(2, 32)
+    with pytest.raises(ValueError, match="patch_input_sizes"):
+        msgf.build_model("resnet18", 5, 32, [32, 48], 3, patch_input_sizes=[64])
+    with pytest.raises(ValueError, match="patch_input_sizes"):
+        msgf.models.config.GFConfig(backbone="resnet18", num_classes=5, glance_size=32, patch_sizes=(32, 48), T=3,
+                                    classifier="gru", patch_input_sizes=(32, 0))
+
+
 def test_subset_focus_matches_full_batch_focus(resnet_model, images):
     with torch.no_grad():
         state = resnet_model.glance(images)

@@ -26,7 +26,11 @@ def test_runs_derive_from_the_training_preset(name, train_preset):
     assert list(runs) == ["ms", *(f"fixed-{s}" for s in base.patch_sizes), "ms-increments", *equal]
     for size in base.patch_sizes:
         fixed = runs[f"fixed-{size}"].config()
-        assert fixed.patch_sizes == (size,) and _without(fixed, "patch_sizes") == _without(base, "patch_sizes")
+        assert fixed.patch_sizes == (size,)
+        assert _without(fixed, "patch_sizes", "patch_input_sizes") == _without(base, "patch_sizes", "patch_input_sizes")
+        # f_L reads the fixed size at MS-GFNet's side for it (its stage-0 weights learnt that)
+        inputs = base.patch_input_sizes or base.patch_sizes
+        assert fixed.patch_input_sizes == (inputs[base.patch_sizes.index(size)],)
         # stages I-III from MS-GFNet's stage-0 backbone, which therefore trains first
         assert runs[f"fixed-{size}"].stages == (1, 2, 3) and runs[f"fixed-{size}"].init == ("ms", "stage0.ckpt")
     assert runs["ms"].config() == base

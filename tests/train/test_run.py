@@ -281,6 +281,24 @@ def test_stage0_with_a_frozen_glance_encoder_trains_only_the_locator_and_f_L(tmp
     assert any(not torch.equal(first[k], trained[k]) for k in local)
 
 
+def test_stage0_reads_f_ls_crops_at_their_input_sides(tmp_path, monkeypatch):
+    from msgf.models import backbones
+    from msgf.train import RunOptions, train
+    from msgf.train.presets import preset
+
+    sides = []
+    forward = backbones.Backbone.forward
+    monkeypatch.setattr(backbones.Backbone, "forward", lambda self, x: sides.append(x.shape[-1]) or forward(self, x))
+    config = preset("smoke", glance_size=40, patch_sizes=(32, 48), patch_input_sizes=(56, 64), T=3, **{
+        "data.image_size": (64, 96), "data.train_samples": 32, "data.val_samples": 16, "data.test_samples": 16,
+        "data.batch_size": 16, "stage0.epochs": 1, "stage0.glance_samples": 0, "stage0.locate_weight": 0.0,
+        "stage0.seed_policy": False})
+    train(config, RunOptions(out=tmp_path / "run", stages=(0,), progress=False))
+    # the glance at 40 px; f_L's 32 and 48 px crops only ever resized to 56 and 64 px, in
+    # training (one size a step), validation (the middle size) and the test pass
+    assert {40, 64} <= set(sides) <= {40, 56, 64}
+
+
 def test_a_frozen_glance_encoder_fits_the_locator_apart_and_is_asked_each_glance_once(tmp_path, monkeypatch, capsys):
     # stage 0 fits the two-layer locator on f_G's maps, computed once; f_G stays fixed through
     # stages 0-2, so its outputs come from the memo after the first pass over a split. Oracle:

@@ -301,7 +301,8 @@ class EncoderTraining(Stage):
                                 for _ in range(s0.crops_per_image)]).to(device)
         crop_labels = crop_labels.repeat(s0.crops_per_image)
         with self.run.autocast():
-            crops = ops.crop_resize(sources, crop_boxes, size, mean=m.config.mean, std=m.config.std).patches[0]
+            crops = ops.crop_resize(sources, crop_boxes, m.config.input_side(size), mean=m.config.mean,
+                                    std=m.config.std).patches[0]
             if glance_batch is not None:  # f_G learns on the glance set, f_L on this batch's crops
                 glances, glance_labels, objects, glance_hw = glance_batch
                 glances, glance_labels = glances.to(device), glance_labels.to(device)
@@ -351,7 +352,8 @@ class EncoderTraining(Stage):
             boxes = centred_crops(batch["boxes"], size, image_hw(images)).to(run.device)
             with run.autocast():
                 glances = ops.glance(images, cfg.glance_size, mean=m.config.mean, std=m.config.std)
-                crops = ops.crop_resize(images, boxes, size, mean=m.config.mean, std=m.config.std).patches[0]
+                crops = ops.crop_resize(images, boxes, m.config.input_side(size), mean=m.config.mean,
+                                        std=m.config.std).patches[0]
                 fmap, pooled = m.global_encoder(glances)
                 g = m.aux_heads[0](pooled).argmax(1)
                 c = m.aux_heads[1](m.local_encoder(crops)[1]).argmax(1)
