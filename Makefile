@@ -35,7 +35,7 @@ build: $(PY)
 # and store them in the checkpoint, so that the README's commands run on $(DEMO_OUT)/model.ckpt
 # with --budget $(DEMO_BUDGET). Then classify a few built-in test scenes written as JPEG, with figures.
 DEMO_OUT    ?= runs/demo
-DEMO_BUDGET ?= 650M  # the 256 px glance costs 318M, a focus step 49M (64 px) or 88M (96 px)
+DEMO_BUDGET ?= 650M  # the 256 px glance costs 318M, a focus step 88M (a 64 px patch read at 96 px, or a 96 px one)
 DEMO_TRAIN  ?= --preset cpu-demo  # msgf train's flags (tests/test_readme.py runs a tiny model)
 DEMO_SCENES ?= 6  # test scenes written as JPEG (with a manifest of their labels) for msgf infer
 demo: setup

@@ -273,6 +273,24 @@ def test_train_command_pretrained_flags():
         TrainConfig(pretrained="DEFAULT", weights="w.pt")
 
 
+def test_input_sizes_follow_their_patch_sizes():
+    from msgf.cli import build_parser
+    from msgf.commands.train import config_from_args
+
+    def config(name, *flags):
+        return config_from_args(build_parser().parse_args(["train", "--preset", name, *flags]))
+
+    zoomed = config("cpu-demo")
+    assert zoomed.patch_input_sizes and len(zoomed.patch_input_sizes) == len(zoomed.patch_sizes)
+    # given unsorted, each input side stays with its patch size
+    assert config("smoke", "--sizes", "48,32", "--input-sizes", "96,64").patch_input_sizes == (64, 96)
+    # other patch sizes drop the preset's input sides, which belonged to its own sizes
+    assert config("cpu-demo", "--sizes", "32,48,64").patch_input_sizes == ()
+    assert TrainConfig.from_dict(zoomed.to_dict()) == zoomed
+    with pytest.raises(ValueError, match="patch_input_sizes"):
+        config("smoke", "--sizes", "32,48", "--input-sizes", "64")
+
+
 def test_repeats_earlier_hand_example():
     from msgf.train.metrics import repeats_earlier
 
