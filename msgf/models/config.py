@@ -117,6 +117,18 @@ class GFConfig:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
+def sorted_sizes(patch_sizes, patch_input_sizes=()) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(patch sizes ascending, their input sides in the same order): each input side stays with
+    the patch size it was given for. Empty input sides stay empty."""
+    sizes, inputs = tuple(int(s) for s in patch_sizes), tuple(int(s) for s in patch_input_sizes)
+    if not inputs:
+        return tuple(sorted(sizes)), ()
+    if len(inputs) != len(sizes) or min(inputs) < 1:
+        raise ValueError(f"patch_input_sizes must give one positive side per patch size {sizes}, got {inputs}")
+    pairs = sorted(zip(sizes, inputs))
+    return tuple(s for s, _ in pairs), tuple(i for _, i in pairs)
+
+
 def _require(ok: bool, name: str, what: str) -> None:
     if not ok:
         raise ValueError(f"{name} must be {what}")

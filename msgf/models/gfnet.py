@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from msgf import ops
 from msgf.models import macs as macs_mod
 from msgf.models.backbones import build_backbone, default_classifier, preprocessing
-from msgf.models.config import GFConfig
+from msgf.models.config import GFConfig, sorted_sizes
 from msgf.models.heads import CascadeClassifier, GRUClassifier, LocationPolicy, MaxPoolClassifier
 from msgf.models.state import GFState, Proposal
 
@@ -272,14 +272,7 @@ def build_model(backbone: str, num_classes: int, glance_size: int, patch_sizes: 
     local state-dict files for one encoder each. mean/std default to what the backbone's
     weights expect and travel in the config (and checkpoints).
     """
-    sizes = (patch_sizes,) if isinstance(patch_sizes, int) else tuple(patch_sizes)
-    inputs = tuple(patch_input_sizes)
-    if inputs and len(inputs) != len(sizes):
-        raise ValueError(f"patch_input_sizes must give one side per patch size {sizes}, got {inputs}")
-    if inputs:  # sorted with the patch sizes they belong to
-        sizes, inputs = (tuple(v) for v in zip(*sorted(zip(sizes, inputs))))
-    else:
-        sizes = tuple(sorted(sizes))
+    sizes, inputs = sorted_sizes((patch_sizes,) if isinstance(patch_sizes, int) else patch_sizes, patch_input_sizes)
     default_mean, default_std = preprocessing(backbone) if isinstance(backbone, str) else (None, None)
     mean, std = (default_mean if mean is None else mean), (default_std if std is None else std)
     extra = {k: tuple(v) for k, v in (("mean", mean), ("std", std)) if v is not None}

@@ -192,4 +192,3 @@ def fit_locator(locator: Locator, maps: Tensor, objects: list[Tensor], image_hw:
         for parameter in frozen:  # the encoder stays frozen for whatever follows
             parameter.requires_grad_(False)
     return losses
-

@@ -221,12 +221,10 @@ class TrainConfig:
     test_stages: str = "all"
 
     def __post_init__(self) -> None:
-        sizes, inputs = tuple(int(s) for s in self.patch_sizes), tuple(int(s) for s in self.patch_input_sizes)
-        if inputs and (len(inputs) != len(sizes) or min(inputs) < 1):
-            raise ValueError(f"patch_input_sizes must give one positive side per patch size {sizes}, got {inputs}")
-        if inputs:  # sorted with the patch sizes they belong to
-            sizes, inputs = (tuple(v) for v in zip(*sorted(zip(sizes, inputs))))
-        object.__setattr__(self, "patch_sizes", tuple(sorted(sizes)))
+        from msgf.models.config import sorted_sizes  # here: presets stay importable without torch
+
+        sizes, inputs = sorted_sizes(self.patch_sizes, self.patch_input_sizes)
+        object.__setattr__(self, "patch_sizes", sizes)
         object.__setattr__(self, "patch_input_sizes", inputs)
         if self.T < 2:
             raise ValueError("T must be at least 2 (a glance and one focus step)")
