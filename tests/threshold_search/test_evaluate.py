@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from threshold_search import Evaluator, evaluate, evaluate_many, make_trajectories
+from threshold_search import Evaluator, correct_per_sample, evaluate, evaluate_many, exit_nodes, make_trajectories
 
 
 def _thresholds(rng, traj, P, levels=8):
@@ -100,3 +100,38 @@ def test_entropy_criterion_needs_the_entropy_field():
     traj = make_trajectories(20, 2, [96], seed=0, with_entropy=False)
     with pytest.raises(ValueError, match="entropy"):
         Evaluator(traj, criterion="entropy")
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), T=st.integers(1, 5), K=st.integers(1, 3), n=st.integers(1, 40))
+def test_exit_nodes_match_the_walk_of_each_sample(seed, T, K, n, walk, make_random):
+    rng = np.random.default_rng(seed)
+    traj = make_random(rng, n, T, K)
+    for eta in _thresholds(rng, traj, 3):
+        np.testing.assert_array_equal(exit_nodes(traj, eta), walk(traj, eta))
+        correct = correct_per_sample(traj, eta)
+        assert correct.dtype == bool and correct.shape == (n,)
+        assert correct.mean() == pytest.approx(evaluate(traj, eta)[0], abs=1e-12)
+
+
+def test_exit_nodes_use_the_criterions_scores(walk, make_random):
+    rng = np.random.default_rng(5)
+    traj = make_random(rng, 80, 3, 2)
+    eta = np.array([[-0.9, -0.5], [-1.2, -0.2]])
+    np.testing.assert_array_equal(exit_nodes(traj, eta, criterion="entropy"), walk(traj, eta, -traj.entropy))
+    random_scores = np.random.default_rng(11).random(traj.conf.shape, dtype=np.float32)
+    eta = np.array([[0.3, 0.6], [0.5, 0.2]])
+    np.testing.assert_array_equal(exit_nodes(traj, eta, criterion="random", seed=11), walk(traj, eta, random_scores))
+
+
+def test_a_searched_result_gives_each_samples_correctness_on_other_data():
+    from threshold_search import search
+
+    val, test = make_trajectories(200, 3, [96, 128], seed=2), make_trajectories(150, 3, [96, 128], seed=3)
+    result = search(val, budgets=[float(np.median(val.macs))], method="geometric").results[0]
+    correct = result.correct_on(test)
+    assert correct.shape == (150,) and correct.mean() == pytest.approx(result.evaluate_on(test)[0], abs=1e-12)
+    with pytest.raises(ValueError, match="sizes"):
+        result.correct_on(make_trajectories(10, 3, [64, 128], seed=0))
+    with pytest.raises(ValueError, match="eta"):
+        exit_nodes(test, np.zeros((3, 2)))

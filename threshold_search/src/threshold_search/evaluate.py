@@ -228,6 +228,37 @@ def evaluate(traj: Trajectories, eta, criterion: str = "confidence", seed: int =
     return evaluator(traj, criterion, seed).evaluate(eta)
 
 
+def exit_nodes(traj: Trajectories, eta, criterion: str = "confidence", seed: int = 0) -> np.ndarray:
+    """The node where each sample leaves under one (T-1, K) threshold set, as an (N,) array.
+
+    The per-sample view that paired comparisons need (which scenes one set gets right and
+    another wrong); `Evaluator` only counts. It walks all samples a level at a time with the
+    decision of the module docstring, comparing in float64 (exact for float32 scores)."""
+    if not isinstance(traj, Trajectories):
+        raise TypeError(f"traj: expected Trajectories, got {type(traj).__name__}")
+    eta = check_etas(np.asarray(eta)[None], traj.eta_shape, "eta")[0]
+    scores = exit_scores(traj, criterion, seed)
+    K = traj.num_sizes
+    order = np.argsort(eta, axis=1, kind="stable")  # ties: the smaller k first
+    sorted_eta = np.take_along_axis(eta, order, axis=1)
+    nodes = np.zeros(traj.num_samples, np.int64)
+    going = np.arange(traj.num_samples)
+    for t in range(1, traj.T):
+        score = scores[going, nodes[going]].astype(np.float64)
+        decision = (score[:, None] >= sorted_eta[t - 1][None, :]).sum(1)
+        stay = decision < K
+        going = going[stay]
+        first_child = level_offset(t + 1, K) + (nodes[going] - level_offset(t, K)) * K
+        nodes[going] = first_child + order[t - 1][decision[stay]]
+    return nodes
+
+
+def correct_per_sample(traj: Trajectories, eta, criterion: str = "confidence", seed: int = 0) -> np.ndarray:
+    """(N,) bool: whether each sample's prediction where it exits under `eta` is right."""
+    nodes = exit_nodes(traj, eta, criterion, seed)
+    return traj.correct[np.arange(traj.num_samples), nodes].astype(bool)
+
+
 def evaluate_many(traj: Trajectories, etas, criterion: str = "confidence",
                   seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(accuracy (P,), mean MACs (P,)) of a (P, T-1, K) population, in one pass."""

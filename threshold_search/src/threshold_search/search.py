@@ -9,7 +9,7 @@ import numpy as np
 
 from threshold_search.budget import format_macs, parse_budget
 from threshold_search.criteria import check_criterion
-from threshold_search.evaluate import Evaluator, evaluate, evaluator
+from threshold_search.evaluate import Evaluator, correct_per_sample, evaluate, evaluator
 from threshold_search.exhaustive import exhaustive_search
 from threshold_search.genetic import GeneScorer, genetic_search
 from threshold_search.geometric import PathSolution, geometric_all_sizes, geometric_path
@@ -47,6 +47,12 @@ class Result:
         if tuple(int(s) for s in traj.sizes) != self.sizes:
             raise ValueError(f"traj: sizes {traj.sizes.tolist()} differ from the searched {list(self.sizes)}")
         return evaluate(traj, self.thresholds, self.criterion, self.seed)
+
+    def correct_on(self, traj: Trajectories) -> np.ndarray:
+        """(N,) bool: which samples of `traj` these thresholds classify right (paired comparisons)."""
+        if tuple(int(s) for s in traj.sizes) != self.sizes:
+            raise ValueError(f"traj: sizes {traj.sizes.tolist()} differ from the searched {list(self.sizes)}")
+        return correct_per_sample(traj, self.thresholds, self.criterion, self.seed)
 
     def to_dict(self) -> dict:
         """JSON-ready; infinite thresholds are written as the strings "-inf" / "inf", and `rule`
