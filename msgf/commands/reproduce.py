@@ -30,13 +30,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--preset", required=True, choices=PRESETS,
                         help="tiny: the smoke recipe, minutes (a test of the pipeline); "
-                             "cpu: the from-scratch cpu-demo-scratch recipe, a few hours on 2 cores")
+                             "cpu: the cpu-demo recipe from ImageNet encoders, about two hours on 2 cores; "
+                             "cpu-scratch: the cpu-demo-scratch recipe from random weights, a few hours")
     parser.add_argument("--workdir", type=Path,
                         help="where the models are trained and cached (default: runs/reproduce-PRESET); "
                              "rerunning reuses finished runs and resumes unfinished ones")
     parser.add_argument("--out", type=Path,
                         help="report directory for synthsigns.{md,json} and the plots "
-                             "(default: docs/results for cpu, the workdir for tiny)")
+                             "(default: docs/results for cpu, docs/results/scratch for cpu-scratch, the workdir for tiny)")
     parser.add_argument("--seed", type=_integer_from(0, "a non-negative integer"), default=0,
                         help="seed of every run (default: 0)")
     parser.add_argument("--jobs", type=_integer_from(1, "a positive integer"), default=1,
@@ -50,8 +51,9 @@ def register(subparsers) -> None:
         "reproduce", help="reproduce the paper's claims on the built-in scenes, with a results report",
         description="Train the static baselines, one GFNet per patch size, MS-GFNet and its reward ablation; "
                     "sweep budgets (thresholds searched on validation, applied to test), run the policy and "
-                    "exit-criterion ablations and a throughput comparison; write synthsigns.md/.json with a "
-                    "pass/fail line per claim.")
+                    "exit-criterion ablations, a throughput comparison and MS-GFNet's error budget; write "
+                    "synthsigns.md/.json with a verdict per claim (PASS, FAIL, or INCONCLUSIVE where its paired 95% "
+                    "interval spans the target).")
     add_arguments(parser)
     parser.set_defaults(func=run)
 

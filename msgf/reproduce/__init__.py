@@ -5,7 +5,7 @@
 - static: the static baselines (whole scene at several input sizes);
 - parallel: `--jobs N`, the models above trained N at a time in separate processes;
 - measure: threshold sweeps, ablations, throughput;
-- claims: the issue's claims as pass/fail checks on numbers;
+- claims: the issue's claims as checks with paired 95% intervals and PASS/FAIL/INCONCLUSIVE verdicts;
 - figures, report: the plots and OUT/synthsigns.{md,json};
 - pipeline: `reproduce(preset, workdir=..., out=...)`, all of the above in order.
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from threshold_search import Trajectories, search
+from threshold_search import Result, Trajectories, search
 
 
 def sweep_budgets(trajectories: list[Trajectories], count: int) -> list[float]:
@@ -43,6 +43,43 @@ def sweep(val: Trajectories, test: Trajectories, budgets: list[float], *, method
         rows.append({"budget": result.budget, "val_accuracy": result.accuracy, "val_macs": result.macs,
                      "test_accuracy": accuracy, "test_macs": macs, "result": result.to_dict()})
     return rows
+
+
+def test_scores(rows: list[dict], test: Trajectories) -> list[np.ndarray]:
+    """Per row of a `sweep`: which test scenes its thresholds classify right (0/1), for the
+    paired claims."""
+    return [Result.from_dict(row["result"]).correct_on(test).astype(np.float64) for row in rows]
+
+
+def step_scores(checkpoint: Path, dataset, step: int, batch_size: int) -> np.ndarray:
+    """Per scene of `dataset`: the fraction of the model's patch sizes whose prediction after
+    step `step` (0: the glance) is right, pi's locations, every step run. Its mean is the
+    `accuracy_policy[step]` that training reports for that checkpoint."""
+    import contextlib
+
+    from msgf.checkpoint import load_checkpoint
+    from msgf.train.data import collate
+    from msgf.train.metrics import evaluate_steps
+
+    model = load_checkpoint(checkpoint).eval()
+    batches = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate)
+    tally = evaluate_steps(model, batches, device="cpu", generator=torch.Generator().manual_seed(0),
+                           autocast=contextlib.nullcontext, sources=("policy",), per_sample=True)
+    right = torch.stack([tally.per_sample[(size, "policy")][:, step] for size in model.config.patch_sizes])
+    return right.double().mean(0).numpy()
+
+
+def test_error_budget(model, dataset, thresholds, batch_size: int, *, progress: bool = True) -> dict:
+    """`msgf error-budget` of `model` on `dataset`: per patch size with every step run, and at
+    `thresholds` (msgf.engine.error_budget)."""
+    from tqdm.auto import tqdm
+
+    from msgf.engine.error_budget import error_budget
+    from msgf.train.data import collate
+
+    batches = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate)
+    with tqdm(total=len(batches), desc="error budget", unit="batch", leave=False, disable=not progress) as bar:
+        return error_budget(model, batches, thresholds=thresholds, progress=bar)
 
 
 def glance_point(traj: Trajectories) -> dict:

@@ -128,11 +128,25 @@ def cached_maps(model: PooledStatic, dataset, count: int, folder: Path, recipe: 
     return torch.cat(maps), torch.cat(labels)
 
 
+def saved_maps(folder: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """The maps and labels `cached_maps` wrote under `folder`, in scene order."""
+    chunks = sorted(Path(folder).glob("[0-9]*.pt"))
+    if not chunks:
+        raise ValueError(f"workdir: no cached maps in {folder}")
+    saved = [torch.load(path, weights_only=True) for path in chunks]
+    return torch.cat([s["maps"] for s in saved]), torch.cat([s["labels"] for s in saved])
+
+
 @torch.no_grad()
+def map_correct(model: PooledStatic, maps: torch.Tensor, labels: torch.Tensor, batch: int = 64) -> torch.Tensor:
+    """(N,) bool: which scenes the pooled head classifies right from their cached maps."""
+    return torch.cat([torch.zeros(0, dtype=torch.bool)] +
+                     [model.pool(maps[i:i + batch].float()).argmax(1) == labels[i:i + batch]
+                      for i in range(0, len(maps), batch)])
+
+
 def map_accuracy(model: PooledStatic, maps: torch.Tensor, labels: torch.Tensor, batch: int = 64) -> float:
-    correct = sum(int((model.pool(maps[i:i + batch].float()).argmax(1) == labels[i:i + batch]).sum())
-                  for i in range(0, len(maps), batch))
-    return correct / max(len(labels), 1)
+    return float(map_correct(model, maps, labels, batch).float().mean()) if len(labels) else 0.0
 
 
 def ensure_pooled(run, config, splits, workdir: Path, *, progress: bool = True, log=print) -> dict:

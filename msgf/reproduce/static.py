@@ -21,6 +21,7 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -70,16 +71,20 @@ def count_macs(model: nn.Module, size: tuple[int, int], method: str = "forward")
 
 
 @torch.no_grad()
-def accuracy(model: nn.Module, dataset, size: tuple[int, int], batch_size: int) -> float:
+def correct(model: nn.Module, dataset, size: tuple[int, int], batch_size: int) -> torch.Tensor:
+    """(N,) bool: which scenes of `dataset` the model classifies right."""
     from msgf.train.data import collate
 
     model.eval()
-    correct = total = 0
+    rows = [torch.zeros(0, dtype=torch.bool)]
     for batch in torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate):
-        logits = model(inputs(batch["images"], size))
-        correct += int((logits.argmax(1) == batch["labels"]).sum())
-        total += len(batch["labels"])
-    return correct / max(total, 1)
+        rows.append(model(inputs(batch["images"], size)).argmax(1) == batch["labels"])
+    return torch.cat(rows)
+
+
+def accuracy(model: nn.Module, dataset, size: tuple[int, int], batch_size: int) -> float:
+    right = correct(model, dataset, size, batch_size)
+    return float(right.float().mean()) if len(right) else 0.0
 
 
 # Activations kept for the backward pass grow with the input: a batch of 32 full 960x1280
@@ -127,6 +132,24 @@ def load(results: dict, workdir: Path, backbone: str, num_classes: int) -> nn.Mo
     net = build(backbone, num_classes)
     net.load_state_dict(torch.load(path / "model.pt", weights_only=True))
     return Scratch(net, size).eval()
+
+
+def test_scores(results: dict, workdir: Path, backbone: str, num_classes: int, splits, batch_size: int) -> np.ndarray:
+    """Which test scenes the finished baseline of `results` classifies right, as 0/1 scores for
+    the paired claims; a pooled baseline reads the test maps it cached while training. Its mean
+    must be the test accuracy recorded then, or the workdir holds another model."""
+    model = load(results, workdir, backbone, num_classes)
+    if results.get("kind", "scratch") == "pooled":
+        from msgf.reproduce import pooled
+
+        right = pooled.map_correct(model, *pooled.saved_maps(Path(workdir) / results["name"] / "maps" / "test"))
+    else:
+        right = correct(model, splits.evaluation("test"), tuple(results["size"]), batch_size)
+    scores = right.numpy().astype(np.float64)
+    if abs(scores.mean() - results["test_accuracy"]) > 1e-9:
+        raise ValueError(f"workdir: {results['name']} scores {scores.mean():.4f} on test now, but recorded "
+                         f"{results['test_accuracy']:.4f} when it was trained; delete it to train it again")
+    return scores
 
 
 def ensure_static(run: StaticRun, config, splits, workdir: Path, *, progress: bool = True, log=print) -> dict:

@@ -44,7 +44,8 @@ def _row(budget, accuracy, macs):
 @pytest.fixture
 def hand_report():
     """A complete report dict of hand-chosen numbers (2 budgets, sizes 64/96, T=3) whose claims
-    are computed by msgf.reproduce.claims: three pass, two fail."""
+    are computed by msgf.reproduce.claims from per-scene scores that agree with them: three pass,
+    two fail."""
     budgets = [10e6, 20e6]
     sweeps = {"ms": [_row(10e6, 0.70, 9e6), _row(20e6, 0.80, 19e6)],
               "fixed-64": [_row(10e6, 0.65, 9e6), _row(20e6, 0.75, 18e6)],
@@ -63,11 +64,15 @@ def hand_report():
     glance = {name: {"macs": 5e6, "accuracy": 0.5} for name in sweeps}
     front = [(5e6, 0.5)] + [(r["test_macs"], r["test_accuracy"]) for r in sweeps["ms"]]
     needed = claims.macs_to_reach(front, 0.75)  # 9M + 0.5 * 10M = 14M
-    claim_list = [claims.ms_vs_fixed([0.70, 0.80], {"fixed-64": [0.65, 0.75], "fixed-96": [0.60, 0.78]}),
-                  claims.policy_vs_random([0.70, 0.80], [0.66, 0.74]),
-                  claims.criteria_order([0.70, 0.80], [0.69, 0.80], [0.60, 0.70]),
-                  claims.reward(reward["contrastive"]["accuracy_policy"], reward["increments"]["accuracy_policy"]),
-                  claims.saving(1.33e9, needed)]
+    def right(count):  # per-scene scores of 1000 test scenes, right on the first `count`
+        return [1.0] * count + [0.0] * (1000 - count)
+
+    claim_list = [claims.ms_vs_fixed([right(700), right(800)], {"fixed-64": [right(650), right(750)],
+                                                                "fixed-96": [right(600), right(780)]}),
+                  claims.policy_vs_random([right(700), right(800)], [right(660), right(740)]),
+                  claims.criteria_order([right(700), right(800)], [right(690), right(800)], [right(600), right(700)]),
+                  claims.reward(right(700), right(720)),
+                  claims.saving(1.33e9, needed, right(800), right(750))]
     cfg = {"backbone": "mobilenet_v3_small", "glance_size": 96, "patch_sizes": [64, 96], "T": 3, "seed": 0,
            "data": {"image_size": [960, 1280], "train_samples": 1500, "val_samples": 300, "test_samples": 500}}
     runs = [{"name": "fixed-64", "overrides": {"seed": 0, "patch_sizes": [64]}, "stages": [0, 1, 2, 3], "init": None},

@@ -28,7 +28,13 @@ def test_tiny_preset_end_to_end_and_resumed(tmp_path, capfd):
     pooled = [s for s in report["static"] if s["kind"] == "pooled"]
     assert len(pooled) == 1 and pooled[0]["train_samples"] == 64 and "counts_for_saving" in pooled[0]
     md = (workdir / "synthsigns.md").read_text()
-    assert sum(line.startswith(("- **PASS**", "- **FAIL**")) for line in md.splitlines()) == 6
+    assert sum(line.startswith(("- **PASS**", "- **FAIL**", "- **INCONCLUSIVE**")) for line in md.splitlines()) == 6
+    assert all(c["verdict"] in claims.VERDICTS for c in report["claims"])
+    # every claim but the saving has its paired interval; no tiny static baseline learns enough to count
+    assert all(c["interval"] for c in report["claims"][:-1]) and report["claims"][-1]["interval"] is None
+    errors = report["error_budget"]
+    assert set(errors["sizes"]) == {"48", "64"} and "thresholds" in errors
+    assert "## 7. Where MS-GFNet's errors come from" in md
 
     assert cli.main(["reproduce", "--preset", "tiny", "--workdir", str(workdir), "--no-progress",
                      "--out", str(tmp_path / "again")]) == 0

@@ -39,6 +39,16 @@ def test_sweep_searches_on_validation_and_scores_the_same_thresholds_on_test(val
     assert all(r["result"]["criterion"] == "entropy" for r in entropy)
 
 
+def test_test_scores_are_each_rows_right_scenes_under_its_own_criterion(val, test):
+    budgets = measure.sweep_budgets([val], 3)
+    for criterion in ("confidence", "entropy"):
+        rows = measure.sweep(val, test, budgets, method="geometric", criterion=criterion)
+        scores = measure.test_scores(rows, test)
+        assert len(scores) == len(rows) and all(s.shape == (test.num_samples,) for s in scores)
+        assert [s.mean() for s in scores] == pytest.approx([r["test_accuracy"] for r in rows], abs=1e-12)
+    assert set(np.unique(np.concatenate(scores))) <= {0.0, 1.0}
+
+
 def test_glance_point_and_majority_on_a_hand_built_split():
     labels = np.array([0, 0, 0, 1])
     pred = np.array([[0, 1, 1], [1, 0, 0], [0, 0, 0], [1, 1, 1]])  # T=2, K=2: nodes glance, 64, 96

@@ -122,6 +122,18 @@ def test_fine_tuning_resumes_to_the_same_head_and_is_then_reused(workdir, config
     again = static.ensure_static(run, config, splits, other, progress=False, log=lines.append)
     assert again["reused"] and again["test_accuracy"] == whole["test_accuracy"]
 
+    # the paired claims' per-scene scores come from the cached test maps; the model, run on the
+    # scenes themselves, must agree with them scene by scene
+    scores = static.test_scores(whole, workdir, config.backbone, 4, splits, 4)
+    model = static.load(whole, workdir, config.backbone, 4)
+    test_set = splits.evaluation("test")
+    with torch.no_grad():
+        direct = [int(model(torch.as_tensor(item["image"])[None]).argmax(1)) == item["label"] for item in test_set]
+    assert scores.tolist() == [float(r) for r in direct] and scores.mean() == pytest.approx(whole["test_accuracy"])
+    with pytest.raises(ValueError, match="recorded"):
+        static.test_scores({**whole, "test_accuracy": whole["test_accuracy"] + 0.125}, workdir, config.backbone, 4,
+                           splits, 4)
+
 
 def test_the_source_checkpoint_must_exist(tmp_path, config, fake_splits):
     with pytest.raises(ValueError, match="stage0.ckpt"):

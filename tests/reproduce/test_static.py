@@ -47,6 +47,8 @@ def test_an_interrupted_baseline_resumes_to_the_same_weights_and_is_then_reused(
     lines.clear()
     again = static.ensure_static(run, config, splits, tmp_path / "b", progress=False, log=lines.append)
     assert again["reused"] and "reused" in lines[0] and again["test_accuracy"] == whole["test_accuracy"]
+    scores = static.test_scores(whole, tmp_path / "a", config.backbone, 4, splits, 3)  # batches of 3, 3 and 2
+    assert len(scores) == 8 and scores.mean() == pytest.approx(whole["test_accuracy"])
 
 
 def test_a_static_run_needs_an_epoch(config, tmp_path, fake_splits):
