@@ -18,7 +18,7 @@ import numpy as np
 
 from msgf.reproduce import claims as claim_checks
 from msgf.reproduce import measure
-from msgf.reproduce.plan import EQUAL_PRESENTATION_RUN, INCREMENTS_RUN, MS_RUN
+from msgf.reproduce.plan import EQUAL_PRESENTATION_RUN, MS_RUN
 from msgf.reproduce.plan import plan as make_plan
 from msgf.reproduce.runs import ensure_run
 from msgf.reproduce.static import ensure_static
@@ -148,8 +148,8 @@ def measure_all(plan, runs: dict, static: list[dict], splits, workdir: Path, *, 
         criteria[criterion] = measure.sweep(traj[MS_RUN]["val"], traj[MS_RUN]["test"], budgets, method=method,
                                             criterion=criterion, seed=seed)
 
-    stage2 = {"contrastive": runs[MS_RUN].summary["results"]["stage2"],
-              "increments": runs[INCREMENTS_RUN].summary["results"]["stage2"]}
+    pair = dict(zip(("contrastive", "increments"), plan.reward_pair()))
+    stage2 = {reward: runs[name].summary["results"]["stage2"] for reward, name in pair.items()}
 
     # compute saving: MS-GFNet's test front against the most accurate static baseline among those
     # that learned enough to count (claims.QUALIFYING_MARGIN above the majority class); where
@@ -193,8 +193,8 @@ def measure_all(plan, runs: dict, static: list[dict], splits, workdir: Path, *, 
     random_scores = measure.test_scores(random_locations, random_traj["test"])
     criteria_scores = {c: measure.test_scores(criteria[c], traj[MS_RUN]["test"]) for c in ("entropy", "random")}
     # stage II's models, every step run: their t=2 accuracies are the reward table's
-    at_t2 = {name: measure.step_scores(runs[name].path / "stage2.ckpt", test_set, 1, batch)
-             for name in (MS_RUN, INCREMENTS_RUN)}
+    at_t2 = {reward: measure.step_scores(runs[name].path / "stage2.ckpt", test_set, 1, batch)
+             for reward, name in pair.items()}
     # the saving's verdict: MS-GFNet at the largest budget within 1/SAVING_FACTOR of the static
     # MACs (chosen by budget, before any test accuracy is seen) against the static model
     cheap = [i for i, b in enumerate(budgets) if b <= best["macs"] / claim_checks.SAVING_FACTOR + claim_checks.EPS]
@@ -210,7 +210,7 @@ def measure_all(plan, runs: dict, static: list[dict], splits, workdir: Path, *, 
     claim_list += [
         claim_checks.policy_vs_random(scores[MS_RUN], random_scores),
         claim_checks.criteria_order(scores[MS_RUN], criteria_scores["entropy"], criteria_scores["random"]),
-        claim_checks.reward(at_t2[MS_RUN], at_t2[INCREMENTS_RUN]),
+        claim_checks.reward(at_t2["contrastive"], at_t2["increments"]),
         claim_checks.saving(best["macs"] if qualifying else None, needed,
                             None if saving_row is None else scores[MS_RUN][cheap[-1]], static_scores),
     ]
@@ -230,6 +230,7 @@ def measure_all(plan, runs: dict, static: list[dict], splits, workdir: Path, *, 
                             "hit_rate_policy": final["hit_rate_policy"], "hit_rate_random": final["hit_rate_random"],
                             "accuracy_policy": final["accuracy_policy"], "accuracy_random": final["accuracy_random"]},
         "criteria": criteria,
+        "reward_runs": pair,
         "reward": {name: {k: s[k] for k in ("accuracy_policy", "accuracy_random", "hit_rate_policy",
                                             "hit_rate_random")} for name, s in stage2.items()},
         "saving": {"qualifying_margin": claim_checks.QUALIFYING_MARGIN,

@@ -25,6 +25,11 @@ from msgf.train.presets import plain
 PRESETS = ("tiny", "cpu", "cpu-scratch")
 MS_RUN = "ms"  # MS-GFNet, all patch sizes, contrastive reward (the preset as is)
 INCREMENTS_RUN = "ms-increments"  # stage II again from ms/stage1.ckpt with the increments reward
+# Where the preset's own stage II trains nothing (cpu-demo: PPO never beat the seeded pi there),
+# the reward ablation trains both rewards from ms/stage1.ckpt for REWARD_EPOCHS epochs, keeping
+# the last epoch (not the incoming weights, which would make the two runs one model)
+CONTRASTIVE_RUN = "ms-contrastive"
+REWARD_EPOCHS = 1
 # MS-GFNet's stages I-III again from ms/stage0.ckpt with num_sizes times the epochs: each patch
 # size is presented as often as to a fixed-size GFNet (MS-GFNet draws a size per step)
 EQUAL_PRESENTATION_RUN = "ms-equal-presentation"
@@ -108,14 +113,29 @@ class Plan:
         runs += [GFNetRun(f"fixed-{size}", self.train_preset,
                           {**self.overrides, "patch_sizes": (size,), "patch_input_sizes": (inputs[size],)},
                           stages=(1, 2, 3), init=(MS_RUN, "stage0.ckpt")) for size in sizes]
-        runs.append(GFNetRun(INCREMENTS_RUN, self.train_preset,
-                             {**self.overrides, "stage2.reward": "increments", "export_trajectories": False},
-                             stages=(2,), init=(MS_RUN, "stage1.ckpt")))
+        runs += self.reward_runs()
         if self.equal_presentation:
             more = {f"stage{k}.epochs": getattr(base, f"stage{k}").epochs * len(sizes) for k in (1, 2, 3)}
             runs.append(GFNetRun(EQUAL_PRESENTATION_RUN, self.train_preset, {**self.overrides, **more},
                                  stages=(1, 2, 3), init=(MS_RUN, "stage0.ckpt")))
         return runs
+
+    def reward_runs(self) -> list[GFNetRun]:
+        """Stage II again from MS-GFNet's stage-I checkpoint with the increments reward, and, where
+        the preset's stage II has no epochs, with the contrastive one too (CONTRASTIVE_RUN)."""
+        trains_stage2 = self.base_config().stage2.epochs > 0
+        common = {**self.overrides, "export_trajectories": False}
+        if not trains_stage2:
+            common.update({"stage2.epochs": REWARD_EPOCHS, "keep_incoming_weights": False})
+        rewards = [("increments", INCREMENTS_RUN)] if trains_stage2 else \
+            [("contrastive", CONTRASTIVE_RUN), ("increments", INCREMENTS_RUN)]
+        return [GFNetRun(name, self.train_preset, {**common, "stage2.reward": reward}, stages=(2,),
+                         init=(MS_RUN, "stage1.ckpt")) for reward, name in rewards]
+
+    def reward_pair(self) -> tuple[str, str]:
+        """The runs whose stage II the reward claim compares: (contrastive, increments)."""
+        names = [run.name for run in self.reward_runs()]
+        return (CONTRASTIVE_RUN if CONTRASTIVE_RUN in names else MS_RUN), INCREMENTS_RUN
 
     def to_dict(self) -> dict:
         return {"name": self.name, "train_preset": self.train_preset, "overrides": plain(self.overrides),

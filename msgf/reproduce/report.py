@@ -282,9 +282,15 @@ def _reward_section(report: dict) -> list[str]:
                  *(_pct(v) for v in reward["contrastive"]["hit_rate_random"])])
     header = ["stage II reward"] + [f"acc t={t} %" for t in range(1, T + 1)] + \
         [f"hit rate t={t} %" for t in range(2, T + 1)]
+    runs = report.get("reward_runs", {"contrastive": "ms", "increments": "ms-increments"})
+    source = ("MS-GFNet's own stage II and run " if runs["contrastive"] == "ms" else
+              f"runs {runs['contrastive']} and ") + runs["increments"]
+    own = "" if runs["contrastive"] == "ms" else (
+        " The preset's own stage II trains nothing, so both rewards train stage II here, each keeping its last "
+        "epoch.")
     return ["## 5. Reward: contrastive vs increments after stage II (paper Table 2)", "",
-            "Both from the same stage-I checkpoint, same epochs; test split, pi's locations, every step run, mean "
-            "over patch sizes.", "", *_table(header, rows)]
+            f"{source}: both from the same stage-I checkpoint, same epochs; test split, pi's locations, every step "
+            f"run, mean over patch sizes.{own}", "", *_table(header, rows)]
 
 
 def _saving_section(report: dict) -> list[str]:

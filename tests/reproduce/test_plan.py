@@ -23,7 +23,11 @@ def test_runs_derive_from_the_training_preset(name, train_preset):
     assert plan.base_config() == base
     runs = {r.name: r for r in plan.gfnet_runs()}
     equal = ["ms-equal-presentation"] if plan.equal_presentation else []
-    assert list(runs) == ["ms", *(f"fixed-{s}" for s in base.patch_sizes), "ms-increments", *equal]
+    # the reward ablation: stage II again from MS-GFNet's stage I with each reward; where the
+    # preset's stage II trains nothing, both rewards train it for REWARD_EPOCHS, keeping the last
+    rewards = ["ms-increments"] if base.stage2.epochs else ["ms-contrastive", "ms-increments"]
+    assert list(runs) == ["ms", *(f"fixed-{s}" for s in base.patch_sizes), *rewards, *equal]
+    assert plan.reward_pair() == ("ms" if base.stage2.epochs else "ms-contrastive", "ms-increments")
     for size in base.patch_sizes:
         fixed = runs[f"fixed-{size}"].config()
         assert fixed.patch_sizes == (size,)
@@ -34,10 +38,13 @@ def test_runs_derive_from_the_training_preset(name, train_preset):
         # stages I-III from MS-GFNet's stage-0 backbone, which therefore trains first
         assert runs[f"fixed-{size}"].stages == (1, 2, 3) and runs[f"fixed-{size}"].init == ("ms", "stage0.ckpt")
     assert runs["ms"].config() == base
-    increments = runs["ms-increments"]
-    assert increments.config().stage2.reward == "increments" and base.stage2.reward == "contrastive"
-    assert increments.config().stage2.epochs == base.stage2.epochs
-    assert increments.stages == (2,) and increments.init == ("ms", "stage1.ckpt")
+    assert base.stage2.reward == "contrastive"
+    for name in rewards:
+        ablation = runs[name].config()
+        assert ablation.stage2.reward == name.removeprefix("ms-")
+        assert ablation.stage2.epochs == (base.stage2.epochs or plans.REWARD_EPOCHS)
+        assert ablation.keep_incoming_weights == (base.keep_incoming_weights if base.stage2.epochs else False)
+        assert runs[name].stages == (2,) and runs[name].init == ("ms", "stage1.ckpt")
     if equal:
         # as many patches of each size as a fixed-size run sees: the epochs of every stage that
         # draws a size per step, times the number of sizes

@@ -79,3 +79,12 @@ def test_json_has_no_infinities(hand_report, tmp_path):
     hand_report["saving"]["ratio"] = float("inf")
     report.write_report(hand_report, tmp_path)
     assert json.loads((tmp_path / "synthsigns.json").read_text())["saving"]["ratio"] is None
+
+
+def test_the_reward_section_names_the_runs_it_compares(hand_report):
+    assert "MS-GFNet's own stage II and run ms-increments: both from the same stage-I checkpoint" in \
+        report.markdown(hand_report)
+    hand_report["reward_runs"] = {"contrastive": "ms-contrastive", "increments": "ms-increments"}
+    md = report.markdown(hand_report)
+    assert "runs ms-contrastive and ms-increments: both from the same stage-I checkpoint" in md
+    assert "The preset's own stage II trains nothing" in md
