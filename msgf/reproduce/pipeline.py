@@ -110,10 +110,6 @@ def environment() -> dict:
             "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"), "argv": sys.argv}
 
 
-def _accuracies(rows: list[dict]) -> list[float]:
-    return [row["test_accuracy"] for row in rows]
-
-
 def measure_all(plan, runs: dict, static: list[dict], splits, workdir: Path, *, progress: bool, log) -> dict:
     from msgf.checkpoint import load_checkpoint
     from msgf.engine import Thresholds
