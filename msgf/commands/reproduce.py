@@ -68,9 +68,10 @@ def run(args) -> int:
     except ValueError as error:
         print(f"msgf reproduce: error: {error}", file=sys.stderr)
         return 2
-    failed = [c["name"] for c in report["claims"] if not c["passed"]]
-    print(f"{len(report['claims']) - len(failed)} of {len(report['claims'])} claims pass"
-          + (f"; failing: {'; '.join(failed)}" if failed else ""))
+    from msgf.reproduce.report import claims_summary
+
+    passed = sum(c["passed"] for c in report["claims"])
+    print(f"{passed} of {len(report['claims'])} claims pass. " + claims_summary(report["claims"]).replace("**", ""))
     return 0
 
 

@@ -146,7 +146,7 @@ def map_correct(model: PooledStatic, maps: torch.Tensor, labels: torch.Tensor, b
 
 
 def map_accuracy(model: PooledStatic, maps: torch.Tensor, labels: torch.Tensor, batch: int = 64) -> float:
-    return float(map_correct(model, maps, labels, batch).float().mean()) if len(labels) else 0.0
+    return int(map_correct(model, maps, labels, batch).sum()) / max(len(labels), 1)
 
 
 def ensure_pooled(run, config, splits, workdir: Path, *, progress: bool = True, log=print) -> dict:

@@ -84,7 +84,7 @@ def correct(model: nn.Module, dataset, size: tuple[int, int], batch_size: int) -
 
 def accuracy(model: nn.Module, dataset, size: tuple[int, int], batch_size: int) -> float:
     right = correct(model, dataset, size, batch_size)
-    return float(right.float().mean()) if len(right) else 0.0
+    return int(right.sum()) / max(len(right), 1)
 
 
 # Activations kept for the backward pass grow with the input: a batch of 32 full 960x1280
@@ -146,7 +146,7 @@ def test_scores(results: dict, workdir: Path, backbone: str, num_classes: int, s
     else:
         right = correct(model, splits.evaluation("test"), tuple(results["size"]), batch_size)
     scores = right.numpy().astype(np.float64)
-    if abs(scores.mean() - results["test_accuracy"]) > 1e-9:
+    if abs(scores.mean() - results["test_accuracy"]) > 0.5 / len(scores):  # another count of right scenes
         raise ValueError(f"workdir: {results['name']} scores {scores.mean():.4f} on test now, but recorded "
                          f"{results['test_accuracy']:.4f} when it was trained; delete it to train it again")
     return scores
