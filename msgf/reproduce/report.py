@@ -358,7 +358,7 @@ def _runs_section(report: dict) -> list[str]:
             f"`{report['workdir']}`.", "",
             *_table(["run", "stages", "init", "overrides", "training"], rows),
             f"Budgets: {', '.join(format_macs(b) for b in report['budgets'])}. torch {env['torch']}, "
-            f"{env['cpu_count']} CPUs; training ran {_processes(env)}.", ""]
+            f"{env['cpu_count']} CPUs; {_training_processes(report)}.", ""]
 
 
 def _static_optimiser(report: dict) -> str:
@@ -366,6 +366,15 @@ def _static_optimiser(report: dict) -> str:
     kinds = {s.get("kind", "scratch") for s in report["static"]}
     return " and ".join(name for kind, name in (("scratch", "stage-0"), ("pooled", "stage-I classifier"))
                         if kind in kinds)
+
+
+def _training_processes(report: dict) -> str:
+    # the environment is this invocation's: it says nothing of how reused models were trained
+    env = report["environment"]
+    if report["reused"]:
+        return (f"this invocation ran {_processes(env)}; the models it reused from earlier invocations "
+                f"({len(report['reused'])}) may have trained otherwise (each run's done.json has its wall time)")
+    return f"training ran {_processes(env)}"
 
 
 def _processes(env: dict) -> str:

@@ -88,3 +88,11 @@ def test_the_reward_section_names_the_runs_it_compares(hand_report):
     md = report.markdown(hand_report)
     assert "runs ms-contrastive and ms-increments: both from the same stage-I checkpoint" in md
     assert "The preset's own stage II trains nothing" in md
+
+
+def test_the_processes_line_speaks_only_for_this_invocation(hand_report):
+    assert "this invocation ran in one process of 1 torch thread(s); the models it reused from earlier " \
+        "invocations (1) may have trained otherwise" in \
+        report.markdown(hand_report)
+    hand_report["reused"] = []
+    assert "2 CPUs; training ran in one process of 1 torch thread(s)." in report.markdown(hand_report)
