@@ -44,15 +44,17 @@ class Result:
 
     def evaluate_on(self, traj: Trajectories) -> tuple[float, float]:
         """(accuracy, mean MACs) of these thresholds on other data, e.g. a test split."""
-        if tuple(int(s) for s in traj.sizes) != self.sizes:
-            raise ValueError(f"traj: sizes {traj.sizes.tolist()} differ from the searched {list(self.sizes)}")
+        self._check_sizes(traj)
         return evaluate(traj, self.thresholds, self.criterion, self.seed)
 
     def correct_on(self, traj: Trajectories) -> np.ndarray:
         """(N,) bool: which samples of `traj` these thresholds classify right (paired comparisons)."""
+        self._check_sizes(traj)
+        return correct_per_sample(traj, self.thresholds, self.criterion, self.seed)
+
+    def _check_sizes(self, traj: Trajectories) -> None:
         if tuple(int(s) for s in traj.sizes) != self.sizes:
             raise ValueError(f"traj: sizes {traj.sizes.tolist()} differ from the searched {list(self.sizes)}")
-        return correct_per_sample(traj, self.thresholds, self.criterion, self.seed)
 
     def to_dict(self) -> dict:
         """JSON-ready; infinite thresholds are written as the strings "-inf" / "inf", and `rule`
